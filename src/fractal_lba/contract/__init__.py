@@ -1,0 +1,67 @@
+"""The PCS contract: wire model, canonical payload, pcs_id, round9, HMAC / Ed25519 signing."""
+
+from fractal_lba.contract.canonical import (
+    SIGNED_FIELDS,
+    compute_pcs_id,
+    round9,
+    signature_payload,
+)
+from fractal_lba.contract.errors import (
+    ContractError,
+    KeyFormatError,
+    SignatureError,
+    ValidationError,
+)
+from fractal_lba.contract.keys import Secret, generate_key, parse_hmac_key
+from fractal_lba.contract.model import (
+    FT,
+    LATEST_VERSION,
+    PCS,
+    SCHEMA,
+    SUPPORTED_VERSIONS,
+    VRFProof,
+    decode_pcs,
+    encode_pcs,
+    validate_pcs,
+)
+from fractal_lba.contract.signing import (
+    Ed25519Signer,
+    HmacSigner,
+    KeyRing,
+    Signer,
+    VerificationKey,
+    Verified,
+    decode_signature,
+    make_signer,
+)
+
+__all__ = [
+    "FT",
+    "LATEST_VERSION",
+    "PCS",
+    "SCHEMA",
+    "SIGNED_FIELDS",
+    "SUPPORTED_VERSIONS",
+    "ContractError",
+    "Ed25519Signer",
+    "HmacSigner",
+    "KeyFormatError",
+    "KeyRing",
+    "Secret",
+    "SignatureError",
+    "Signer",
+    "VRFProof",
+    "ValidationError",
+    "VerificationKey",
+    "Verified",
+    "compute_pcs_id",
+    "decode_pcs",
+    "decode_signature",
+    "encode_pcs",
+    "generate_key",
+    "make_signer",
+    "parse_hmac_key",
+    "round9",
+    "signature_payload",
+    "validate_pcs",
+]
