@@ -1,0 +1,92 @@
+"""The dedup store contract: one stored outcome per ``(tenant_id, pcs_id)``, first write wins.
+
+Expiry is logical: a record whose ``expires_at`` is not after the store clock's ``now`` is
+absent for :meth:`DedupStore.get` and may be overwritten by
+:meth:`DedupStore.put_if_absent`. Backends may also drop expired records physically
+(:meth:`DedupStore.purge_expired`, Redis key TTLs).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+Clock = Callable[[], float]
+"""Returns unix seconds; injectable so tests control expiry without sleeping."""
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+
+class StoredOutcome(msgspec.Struct, frozen=True):
+    """The answer given to the first accepted submission of a PCS, replayed to duplicates."""
+
+    status: int
+    """HTTP status of the original answer (200/202/400/401)."""
+    body: bytes
+    """Exact JSON response body that was sent."""
+    payload_hash: str
+    """sha256 hex of the signed payload; a duplicate with another hash is a 422 upstream."""
+    request_id: str
+    """Id of the inbox-WAL record that produced this outcome."""
+    created_at: float
+    """Unix seconds."""
+
+
+class DedupStore(Protocol):
+    """Atomic first-write-wins map ``(tenant_id, pcs_id) -> StoredOutcome`` with a TTL.
+
+    Every method raises :class:`~fractal_lba.stores.errors.StoreUnavailable` when the backend
+    cannot answer within the store's ``op_timeout``; no driver exception escapes.
+    """
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect and create the schema; raise ``StoreUnavailable`` if unreachable."""
+        ...
+
+    async def get(self, tenant_id: str, pcs_id: str) -> StoredOutcome | None:
+        """Return the live outcome for the key, or ``None`` (expired records are absent)."""
+        ...
+
+    async def put_if_absent(
+        self, tenant_id: str, pcs_id: str, outcome: StoredOutcome, ttl_s: float
+    ) -> StoredOutcome:
+        """Store ``outcome`` unless a live record exists; return the winner's outcome.
+
+        Atomic across tasks, and across processes for shared backends. Returns ``outcome``
+        itself when this call won.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the backend is not reachable (``GET /ready``)."""
+        ...
+
+    async def purge_expired(self) -> int:
+        """Delete expired records; return how many were deleted."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections, threads and files. Idempotent."""
+        ...
+
+
+def check_namespace(namespace: str) -> str:
+    """Validate a namespace: it becomes a SQL identifier prefix and a Redis key prefix."""
+    if not _NAMESPACE_RE.fullmatch(namespace):
+        raise ValueError(
+            "namespace must match [A-Za-z_][A-Za-z0-9_]{0,47} (it prefixes table names and keys)"
+        )
+    return namespace
+
+
+def check_positive(name: str, value: float) -> float:
+    """Reject non-finite or non-positive durations (``ttl_s``, ``op_timeout``)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds")
+    return value

@@ -1,0 +1,323 @@
+"""Embedded dedup store on one SQLite file, safe for several server worker processes.
+
+Design:
+
+* One dedicated thread owns the ``sqlite3`` connection; the event loop only enqueues
+  operations and awaits futures, so it never blocks on SQLite.
+* Group commit: the thread drains every queued operation (up to ``max_batch``) and runs
+  them in ONE transaction (``BEGIN IMMEDIATE`` when the batch writes), then resolves the
+  futures after ``COMMIT``. Under load one commit serves many requests.
+* First write wins across processes: ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
+  expires_at <= now`` under the write lock of ``BEGIN IMMEDIATE``, followed by a read of the
+  winner in the same transaction.
+* ``journal_mode=WAL`` (readers never block the writer), ``synchronous=NORMAL`` (a commit is
+  atomic and survives a process crash; the last commits may be lost on power loss, which
+  the inbox WAL replay covers), ``busy_timeout`` = ``op_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from fractal_lba.stores.base import Clock, StoredOutcome, check_namespace, check_positive
+from fractal_lba.stores.errors import StoreError, StoreUnavailable
+
+T = TypeVar("T")
+
+_Work = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(eq=False, slots=True)
+class _Op:
+    """One queued operation; ``work`` runs on the store thread inside a batch transaction."""
+
+    name: str
+    work: _Work
+    writes: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+_STOP = object()
+
+
+class SqliteStore:
+    """SQLite :class:`~fractal_lba.stores.base.DedupStore` with a connection-owning thread."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        namespace: str = "flk",
+        op_timeout: float = 2.0,
+        clock: Clock = time.time,
+        max_batch: int = 512,
+    ) -> None:
+        self._path = path
+        self._table = f"{check_namespace(namespace)}_dedup"
+        self._op_timeout = check_positive("op_timeout", op_timeout)
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None  # touched only by the store thread
+        self._commits = 0
+        t = self._table
+        self._sql_get = (
+            f"SELECT status, body, payload_hash, request_id, created_at FROM {t} "
+            "WHERE tenant_id = ? AND pcs_id = ? AND expires_at > ?"
+        )
+        self._sql_winner = (
+            f"SELECT status, body, payload_hash, request_id, created_at FROM {t} "
+            "WHERE tenant_id = ? AND pcs_id = ?"
+        )
+        self._sql_put = (
+            f"INSERT INTO {t} (tenant_id, pcs_id, status, body, payload_hash, request_id, "
+            "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, pcs_id) DO UPDATE SET status = excluded.status, "
+            "body = excluded.body, payload_hash = excluded.payload_hash, "
+            "request_id = excluded.request_id, created_at = excluded.created_at, "
+            f"expires_at = excluded.expires_at WHERE {t}.expires_at <= ?"
+        )
+        self._sql_purge = f"DELETE FROM {t} WHERE expires_at <= ?"
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def commit_count(self) -> int:
+        """Transactions committed so far (``<=`` operations, thanks to group commit)."""
+        return self._commits
+
+    async def open(self) -> None:
+        """Start the store thread, open the file and create the table."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"flk-sqlite-{self._table}", daemon=True
+        )
+        self._thread.start()
+        try:
+            await self._submit("open", lambda conn: None, writes=False)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def get(self, tenant_id: str, pcs_id: str) -> StoredOutcome | None:
+        """Return the live outcome for the key, or ``None``."""
+        args = (tenant_id, pcs_id, self._clock())
+
+        def work(conn: sqlite3.Connection) -> StoredOutcome | None:
+            row = conn.execute(self._sql_get, args).fetchone()
+            return None if row is None else _outcome(row)
+
+        return cast("StoredOutcome | None", await self._submit("get", work, writes=False))
+
+    async def put_if_absent(
+        self, tenant_id: str, pcs_id: str, outcome: StoredOutcome, ttl_s: float
+    ) -> StoredOutcome:
+        """Store ``outcome`` unless a live record exists; return the winner."""
+        check_positive("ttl_s", ttl_s)
+        now = self._clock()
+        o = outcome
+        args = (
+            tenant_id,
+            pcs_id,
+            o.status,
+            o.body,
+            o.payload_hash,
+            o.request_id,
+            o.created_at,
+            now + ttl_s,
+            now,
+        )
+
+        def work(conn: sqlite3.Connection) -> StoredOutcome:
+            if conn.execute(self._sql_put, args).rowcount == 1:
+                return outcome
+            row = conn.execute(self._sql_winner, (tenant_id, pcs_id)).fetchone()
+            if row is None:  # cannot happen under the write lock; fail closed if it does
+                raise StoreError("sqlite dedup record vanished during put")
+            return _outcome(row)
+
+        return cast(StoredOutcome, await self._submit("put", work, writes=True))
+
+    async def ping(self) -> None:
+        """Round trip through the store thread and read the table."""
+        sql = f"SELECT 1 FROM {self._table} LIMIT 1"
+        await self._submit("ping", lambda conn: conn.execute(sql).fetchone(), writes=False)
+
+    async def purge_expired(self) -> int:
+        """Delete expired rows; return how many."""
+        args = (self._clock(),)
+        work: _Work = lambda conn: conn.execute(self._sql_purge, args).rowcount  # noqa: E731
+        return cast(int, await self._submit("purge", work, writes=True))
+
+    async def close(self) -> None:
+        """Finish queued operations, close the connection and join the thread. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(thread.join)
+
+    async def _submit(self, name: str, work: _Work, *, writes: bool) -> Any:
+        if self._thread is None:
+            raise StoreError("sqlite store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Op(name, work, writes, loop, future))
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                return await future
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"sqlite {name} timed out after {self._op_timeout:g}s"
+            ) from None
+
+    # --- everything below runs on the store thread ---
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[_Op] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(cast(_Op, item))
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._run_batch(batch)
+        self._disconnect()
+
+    def _run_batch(self, batch: list[_Op]) -> None:
+        # An op whose caller already timed out is skipped: nobody waits for its answer.
+        live = [op for op in batch if not op.future.done()]
+        if not live:
+            return
+        results: list[Any] = []
+        try:
+            conn = self._connect()
+            writes = any(op.writes for op in live)
+            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+            try:
+                results = [op.work(conn) for op in live]
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            if writes:
+                self._commits += 1
+        except (sqlite3.Error, OSError) as exc:
+            error = _translate(exc, live[0].name if len(live) == 1 else "batch")
+            if not _is_busy(exc):
+                self._disconnect()  # reconnect on the next batch
+            for op in live:
+                _resolve(op, None, error)
+            return
+        except StoreError as exc:
+            for op in live:
+                _resolve(op, None, exc)
+            return
+        for op, result in zip(live, results, strict=True):
+            _resolve(op, result, None)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, timeout=self._op_timeout, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._op_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._table} ("
+                "tenant_id TEXT NOT NULL, pcs_id TEXT NOT NULL, status INTEGER NOT NULL, "
+                "body BLOB NOT NULL, payload_hash TEXT NOT NULL, request_id TEXT NOT NULL, "
+                "created_at REAL NOT NULL, expires_at REAL NOT NULL, "
+                "PRIMARY KEY (tenant_id, pcs_id)) WITHOUT ROWID"
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._table}_expires ON {self._table} (expires_at)"
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+def _outcome(row: tuple[Any, ...]) -> StoredOutcome:
+    status, body, payload_hash, request_id, created_at = row
+    return StoredOutcome(
+        status=int(status),
+        body=bytes(body),
+        payload_hash=str(payload_hash),
+        request_id=str(request_id),
+        created_at=float(created_at),
+    )
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _is_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _error_name(exc: BaseException) -> str:
+    name = getattr(exc, "sqlite_errorname", None)
+    return name if isinstance(name, str) else type(exc).__name__
+
+
+def _translate(exc: BaseException, op: str) -> StoreError:
+    """Map a driver error to a store error without echoing SQL parameters."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+        return StoreError(f"sqlite {op} failed: {_error_name(exc)}")
+    return StoreUnavailable(f"sqlite {op} failed: {_error_name(exc)}")
+
+
+def _resolve(op: _Op, result: Any, error: BaseException | None) -> None:
+    """Hand a result to the op's event loop (thread-safe); drop it if the loop is gone."""
+
+    def deliver() -> None:
+        if op.future.done():
+            return
+        if error is not None:
+            op.future.set_exception(error)
+        else:
+            op.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):
+        op.loop.call_soon_threadsafe(deliver)

@@ -1,0 +1,10 @@
+"""Shared fixtures: anyio backend for async tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
