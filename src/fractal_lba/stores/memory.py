@@ -147,9 +147,7 @@ class MemoryStore:
                 f"memory store {op} timed out after {self._op_timeout:g}s"
             ) from None
         except OSError as exc:
-            raise StoreUnavailable(
-                f"memory store {op} failed: {_errno_name(exc)}"
-            ) from None
+            raise StoreUnavailable(f"memory store {op} failed: {_errno_name(exc)}") from None
 
 
 def _errno_name(exc: OSError) -> str:

@@ -10,6 +10,7 @@ every backend); the key also carries a Redis TTL so Redis drops it physically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable
@@ -19,6 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
@@ -62,6 +64,11 @@ end
 return n
 """
 
+# Error replies of a server that is up but cannot serve right now.
+_TRANSIENT_REPLIES = frozenset(
+    {"LOADING", "BUSY", "READONLY", "MISCONF", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
+)
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(StoredOutcome)
 
@@ -86,22 +93,29 @@ class RedisStore:
         self._url = url
         self._max_connections = max_connections
         self._client: aioredis.Redis | None = None
+        self._put_script: AsyncScript | None = None
+        self._purge_script: AsyncScript | None = None
 
     async def open(self) -> None:
         """Create the client and check that the server answers."""
         if self._client is None:
             try:
-                self._client = aioredis.Redis.from_url(
+                pool = aioredis.BlockingConnectionPool.from_url(
                     self._url,
+                    max_connections=self._max_connections,
+                    timeout=self._op_timeout,  # wait for a free connection, not fail
                     socket_connect_timeout=self._op_timeout,
                     socket_timeout=self._op_timeout,
                     # One immediate retry replaces a pooled connection that died with a
                     # server restart; the whole call stays bounded by op_timeout.
                     retry=Retry(NoBackoff(), 1),
-                    max_connections=self._max_connections,
                 )
+                self._client = aioredis.Redis.from_pool(pool)
             except ValueError:
                 raise StoreError("redis: invalid REDIS_URL") from None
+            # EVALSHA; redis-py reloads the script after NOSCRIPT (e.g. a restarted server).
+            self._put_script = self._client.register_script(_PUT_LUA)
+            self._purge_script = self._client.register_script(_PURGE_LUA)
         await self.ping()
 
     def key(self, tenant_id: str, pcs_id: str) -> str:
@@ -123,12 +137,13 @@ class RedisStore:
     ) -> StoredOutcome:
         """Store ``outcome`` unless a live record exists; return the winner (one round trip)."""
         check_positive("ttl_s", ttl_s)
-        client = self._require_client()
+        if self._put_script is None:
+            raise StoreError("redis store is not open")
         now = self._clock()
         value = repr(now + ttl_s).encode() + b"|" + _encoder.encode(outcome)
         ttl_ms = max(1, math.ceil(ttl_s * 1000))
-        call = client.eval(_PUT_LUA, 1, self.key(tenant_id, pcs_id), value, repr(now), ttl_ms)
-        raw = await self._call("put", _awaitable(call))
+        call = self._put_script(keys=[self.key(tenant_id, pcs_id)], args=[value, repr(now), ttl_ms])
+        raw = await self._call("put", call)
         if raw is None:
             return outcome
         return _decode(raw)[1]
@@ -136,7 +151,8 @@ class RedisStore:
     async def ping(self) -> None:
         """PING the server."""
         client = self._require_client()
-        await self._call("ping", _awaitable(client.ping()))
+        pong: Awaitable[bool] = _awaitable(client.ping())
+        await self._call("ping", pong)
 
     async def purge_expired(self) -> int:
         """Delete logically expired records of this namespace (SCAN + Lua, per batch).
@@ -153,19 +169,21 @@ class RedisStore:
                 "purge", client.scan(cursor, match=f"{self._prefix}*", count=500)
             )
             if keys:
-                call = client.eval(_PURGE_LUA, len(keys), *keys, now)
-                deleted += int(await self._call("purge", _awaitable(call)))
+                if self._purge_script is None:
+                    raise StoreError("redis store is not open")
+                call = self._purge_script(keys=keys, args=[now])
+                deleted += int(await self._call("purge", call))
             if cursor == 0:
                 return deleted
 
     async def close(self) -> None:
         """Close the connection pool. Idempotent."""
         client, self._client = self._client, None
+        self._put_script = self._purge_script = None
         if client is not None:
-            try:
+            # Closing a dead connection fails; there is nothing left to release then.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
                 await asyncio.wait_for(client.aclose(), self._op_timeout)
-            except (RedisError, OSError, TimeoutError):
-                pass  # closing a dead connection: nothing left to release
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:
@@ -178,17 +196,16 @@ class RedisStore:
             async with asyncio.timeout(self._op_timeout):
                 return await awaitable
         except (TimeoutError, RedisTimeoutError):
-            raise StoreUnavailable(
-                f"redis {op} timed out after {self._op_timeout:g}s"
-            ) from None
+            raise StoreUnavailable(f"redis {op} timed out after {self._op_timeout:g}s") from None
         except AuthenticationError:
             raise StoreUnavailable(f"redis {op} failed: authentication rejected") from None
         except (ConnectionError, OSError) as exc:
             raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from None
         except ResponseError as exc:
-            # e.g. LOADING, READONLY, MISCONF, BUSY: the server is there but cannot serve.
             code = str(exc).split(" ", 1)[0][:16]
-            raise StoreUnavailable(f"redis {op} failed: server replied {code}") from None
+            if code in _TRANSIENT_REPLIES:
+                raise StoreUnavailable(f"redis {op} failed: server replied {code}") from None
+            raise StoreError(f"redis {op} failed: server replied {code}") from None
         except RedisError as exc:
             raise StoreError(f"redis {op} failed: {type(exc).__name__}") from None
 

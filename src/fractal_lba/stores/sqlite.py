@@ -184,9 +184,7 @@ class SqliteStore:
             async with asyncio.timeout(self._op_timeout):
                 return await future
         except TimeoutError:
-            raise StoreUnavailable(
-                f"sqlite {name} timed out after {self._op_timeout:g}s"
-            ) from None
+            raise StoreUnavailable(f"sqlite {name} timed out after {self._op_timeout:g}s") from None
 
     # --- everything below runs on the store thread ---
 

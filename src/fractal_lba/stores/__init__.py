@@ -1,0 +1,27 @@
+"""Dedup stores: first-write-wins storage of PCS outcomes keyed by ``(tenant_id, pcs_id)``.
+
+Backends: ``sqlite`` (embedded default), ``memory``, ``redis``, ``postgres``; build one with
+:func:`create_store`, then ``await store.open()`` at startup and ``await store.close()`` at
+shutdown.
+"""
+
+from fractal_lba.stores.base import DedupStore, StoredOutcome
+from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.stores.factory import BACKENDS, create_store
+from fractal_lba.stores.memory import MemoryStore
+from fractal_lba.stores.postgres import PostgresStore
+from fractal_lba.stores.redis_store import RedisStore
+from fractal_lba.stores.sqlite import SqliteStore
+
+__all__ = [
+    "BACKENDS",
+    "DedupStore",
+    "MemoryStore",
+    "PostgresStore",
+    "RedisStore",
+    "SqliteStore",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredOutcome",
+    "create_store",
+]
