@@ -1,0 +1,13 @@
+"""Adversarial defences: sanity checker and anomaly scorer (ECVRF verification comes later)."""
+
+from fractal_lba.adversarial.anomaly import AnomalyFactors, anomaly_factors, anomaly_score
+from fractal_lba.adversarial.sanity import CHECKS, STRUCTURAL, sanity_failures
+
+__all__ = [
+    "CHECKS",
+    "STRUCTURAL",
+    "AnomalyFactors",
+    "anomaly_factors",
+    "anomaly_score",
+    "sanity_failures",
+]
