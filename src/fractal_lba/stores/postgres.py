@@ -62,6 +62,7 @@ class PostgresStore:
         self._reconnect_timeout = reconnect_timeout
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._schema_ready = False
+        self._abandoned: set[asyncio.Future[Any]] = set()
         t = sql.Identifier(self._table_name)
         self._sql_get = sql.SQL(
             "SELECT status, body, payload_hash, request_id, created_at FROM {t} "
@@ -186,6 +187,12 @@ class PostgresStore:
         """Close the pool. Idempotent."""
         pool, self._pool = self._pool, None
         self._schema_ready = False
+        # A second cancel makes psycopg drop a connection stuck in a cancel request at once.
+        abandoned = list(self._abandoned)
+        for task in abandoned:
+            task.cancel()
+        if abandoned:
+            await asyncio.wait(abandoned, timeout=self._op_timeout)
         if pool is not None:
             await pool.close(timeout=self._op_timeout)
 
@@ -201,14 +208,27 @@ class PostgresStore:
                 await conn.execute(statement)
 
     async def _run(self, op: str, work: Callable[[_Conn], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection within op_timeout, translating driver errors."""
+        """Run ``work`` on a pooled connection within op_timeout, translating driver errors.
+
+        The attempt runs in its own task that is abandoned (cancelled, not awaited) on
+        timeout: psycopg answers a cancellation by sending the server a cancel request and
+        waiting for it, which against a hung server takes seconds longer than op_timeout.
+        """
         pool = self._pool
         if pool is None:
             raise StoreError("postgres store is not open")
+        task = asyncio.ensure_future(self._attempt(pool, work))
         try:
-            async with asyncio.timeout(self._op_timeout), pool.connection() as conn:
-                return await work(conn)
-        except (TimeoutError, PoolTimeout):
+            done, _ = await asyncio.wait({task}, timeout=self._op_timeout)
+        except BaseException:
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
+            raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
+        try:
+            return task.result()
+        except PoolTimeout:
             raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s") from None
         except PoolClosed:
             raise StoreError("postgres store is not open") from None
@@ -216,6 +236,23 @@ class PostgresStore:
             raise _translate(exc, op) from None
         except OSError as exc:
             raise StoreUnavailable(f"postgres {op} failed: {type(exc).__name__}") from None
+
+    @staticmethod
+    async def _attempt(
+        pool: AsyncConnectionPool[_Conn], work: Callable[[_Conn], Awaitable[T]]
+    ) -> T:
+        async with pool.connection() as conn:
+            return await work(conn)
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller already got StoreUnavailable
 
 
 def _outcome(row: tuple[Any, ...]) -> StoredOutcome:

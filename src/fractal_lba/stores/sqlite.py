@@ -218,6 +218,8 @@ class SqliteStore:
             conn = self._connect()
             writes = any(op.writes for op in live)
             conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+            # BEGIN IMMEDIATE may have waited for another process; skip ops given up since.
+            live = [op for op in live if not op.future.done()]
             try:
                 results = [op.work(conn) for op in live]
                 conn.execute("COMMIT")
