@@ -91,8 +91,14 @@ async def assert_unavailable_within(
             await fn()
     elapsed = time.monotonic() - t0
     assert elapsed < op_timeout + slack, f"took {elapsed:.2f}s, op_timeout {op_timeout}s"
-    assert info.value.__cause__ is None
+    assert_no_driver_chain(info.value)
     return elapsed
+
+
+def assert_no_driver_chain(exc: BaseException) -> None:
+    """A store error must not carry the driver exception (type or message) along."""
+    assert exc.__cause__ is None
+    assert exc.__context__ is None or exc.__suppress_context__
 
 
 def free_port() -> int:
