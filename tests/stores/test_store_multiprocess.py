@@ -68,8 +68,6 @@ def test_processes_racing_on_the_same_keys_agree_on_one_winner(
     assert set(first) == {f"key-{i}" for i in range(KEYS)} | {f"hot-{i}" for i in range(20)}
     assert all(r == first for r in results), "processes disagree on a winner"
     assert set(first.values()) <= {f"proc-{i}" for i in range(PROCESSES)}
-    # Every worker started on its own quarter, so a working race has several winners.
-    assert len(set(first.values())) > 1
 
     async def stored() -> dict[str, str]:
         store = create_store(

@@ -58,6 +58,8 @@ class MemoryStore:
 
     async def open(self) -> None:
         """Load the snapshot file, if configured and present; expired entries are dropped."""
+        if self._open:
+            return
         if self._snapshot_path is not None:
             entries = await self._io("load", _load_snapshot, self._snapshot_path)
             now = self._clock()

@@ -99,7 +99,7 @@ class SqliteStore:
 
     @property
     def commit_count(self) -> int:
-        """Transactions committed so far (``<=`` operations, thanks to group commit)."""
+        """Write transactions committed so far (far fewer than writes, thanks to group commit)."""
         return self._commits
 
     async def open(self) -> None:
@@ -239,6 +239,12 @@ class SqliteStore:
         except StoreError as exc:
             for op in live:
                 _resolve(op, None, exc)
+            return
+        except Exception as exc:  # a bug must not kill the thread that serves every caller
+            self._disconnect()
+            bug = StoreError(f"sqlite batch failed: {type(exc).__name__}")
+            for op in live:
+                _resolve(op, None, bug)
             return
         for op, result in zip(live, results, strict=True):
             _resolve(op, result, None)
