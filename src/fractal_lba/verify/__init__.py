@@ -1,0 +1,11 @@
+"""Verification of a signature-checked PCS under a policy: the SPEC decision table."""
+
+from fractal_lba.verify.decision import (
+    SanityRejected,
+    VerifyResult,
+    decide,
+    encode_result,
+    signal_params,
+)
+
+__all__ = ["SanityRejected", "VerifyResult", "decide", "encode_result", "signal_params"]
