@@ -45,9 +45,11 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the command groups (each module defines one click command or group)."""
-    from fractal_lba.cli import keys
+    from fractal_lba.cli import keys, serve, wal
 
     main.add_command(keys.keygen)
+    main.add_command(serve.serve)
+    main.add_command(wal.wal)
 
 
 _register()

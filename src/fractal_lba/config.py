@@ -1,0 +1,297 @@
+"""Service configuration: one frozen :class:`Settings` built once from the environment.
+
+Parsing is strict: a malformed value stops startup with a :class:`~fractal_lba.errors.ConfigError`
+whose one-line message names the variable (and never echoes secret values). Secrets are held
+in :class:`~fractal_lba.contract.Secret`.
+
+Signing default (SPEC is silent): ``PCS_SIGN_ALG`` defaults to ``hmac``. When no HMAC key is
+configured, the server uses a local key file ``<DATA_DIR>/hmac.key`` that it creates on first
+start (random 32 bytes, mode 0600) and names in its startup log, so the embedded default is
+signed end to end and agents on the same machine can sign with that file.
+``PCS_SIGN_ALG=none`` turns signature checking off: an unsafe mode that logs a warning at
+startup and on every request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from fractal_lba.contract import KeyFormatError, Secret, VerificationKey
+from fractal_lba.errors import ConfigError
+
+SignAlg = Literal["hmac", "ed25519", "none"]
+Backend = Literal["sqlite", "memory", "redis", "postgres"]
+
+BACKENDS: tuple[str, ...] = ("sqlite", "memory", "redis", "postgres")
+SIGN_ALGS: tuple[str, ...] = ("hmac", "ed25519", "none")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+VRF_MODES: tuple[str, ...] = ("enforce", "report_only")
+PII_MODES: tuple[str, ...] = ("off", "detect", "block", "redact")
+LOCAL_HMAC_KEY_FILE = "hmac.key"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SIZE_SUFFIX = {
+    "": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3,
+}  # fmt: skip
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the verifier needs from its environment (SPEC section 10)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    dedup_backend: Backend = "sqlite"
+    redis_url: Secret = field(default_factory=lambda: Secret(DEFAULT_REDIS_URL.encode()))
+    postgres_dsn: Secret = field(default_factory=lambda: Secret(DEFAULT_POSTGRES_DSN.encode()))
+    token_rate: float = 0.0
+    """Requests per second per tenant (token bucket, burst = one second); 0 = unlimited."""
+    sign_alg: SignAlg = "hmac"
+    hmac_keys: tuple[Secret, ...] = ()
+    """Active HMAC keys (PCS_HMAC_KEYS, then PCS_HMAC_KEY); empty = local key file."""
+    ed25519_pub_b64: tuple[str, ...] = ()
+    hmac_accept_legacy_digest: bool = False
+    metrics_user: str | None = None
+    metrics_pass: Secret | None = None
+    admin_token: Secret | None = None
+    worm_base_dir: Path | None = None
+    """Audit log directory; ``None`` means ``<data_dir>/audit``."""
+    worm_max_segment_size: int = 100 * 1024 * 1024
+    wal_segment_size: int = 64 * 1024 * 1024
+    strict_mode: bool = False
+    region_id: str = "local"
+    log_level: str = "INFO"
+    request_timeout: float = 5.0
+    # Accepted and validated for later issues; enabling them is refused until implemented.
+    multi_tenant: bool = False
+    tenants: str | None = None
+    tenants_file: Path | None = None
+    vrf_enabled: bool = False
+    vrf_mode: str = "enforce"
+    pii_scan_mode: str = "off"
+    policy_registry: Path | None = None
+
+    @property
+    def audit_dir(self) -> Path:
+        """Where the WORM audit log lives."""
+        return self.worm_base_dir if self.worm_base_dir is not None else self.data_dir / "audit"
+
+    @property
+    def wal_root(self) -> Path:
+        """Parent of the per-worker inbox WAL directories."""
+        return self.data_dir / "wal"
+
+    @property
+    def local_hmac_key_path(self) -> Path:
+        """The generated key file used when ``PCS_SIGN_ALG=hmac`` and no key is configured."""
+        return self.data_dir / LOCAL_HMAC_KEY_FILE
+
+    @property
+    def store_op_timeout(self) -> float:
+        """Per-operation dedup store timeout: a lookup and a write fit in REQUEST_TIMEOUT."""
+        return max(0.05, min(2.0, self.request_timeout / 2.5))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``env`` (default ``os.environ``); raise ConfigError naming the variable."""
+        e = os.environ if env is None else env
+        p = _Parser(e)
+        sign_alg = p.choice("PCS_SIGN_ALG", SIGN_ALGS, "hmac")
+        hmac_keys = p.hmac_keys()
+        ed_keys = p.ed25519_keys()
+        if sign_alg == "ed25519" and not ed_keys:
+            raise ConfigError("PCS_ED25519_PUB_B64 is required when PCS_SIGN_ALG=ed25519")
+        metrics_user = p.text("METRICS_USER")
+        metrics_pass = p.secret("METRICS_PASS")
+        if (metrics_user is None) != (metrics_pass is None):
+            raise ConfigError("METRICS_USER and METRICS_PASS must be set together")
+        settings = cls(
+            host=p.text("HOST") or "127.0.0.1",
+            port=p.integer("PORT", 8080, lo=0, hi=65535),
+            data_dir=p.path("DATA_DIR") or Path("data"),
+            dedup_backend=p.choice("DEDUP_BACKEND", BACKENDS, "sqlite"),  # type: ignore[arg-type]
+            redis_url=p.secret("REDIS_URL") or Secret(DEFAULT_REDIS_URL.encode()),
+            postgres_dsn=p.secret("POSTGRES_DSN") or Secret(DEFAULT_POSTGRES_DSN.encode()),
+            token_rate=p.number("TOKEN_RATE", 0.0, lo=0.0),
+            sign_alg=sign_alg,  # type: ignore[arg-type]
+            hmac_keys=hmac_keys,
+            ed25519_pub_b64=ed_keys,
+            hmac_accept_legacy_digest=p.boolean("PCS_HMAC_ACCEPT_LEGACY_DIGEST", False),
+            metrics_user=metrics_user,
+            metrics_pass=metrics_pass,
+            admin_token=p.secret("ADMIN_TOKEN"),
+            worm_base_dir=p.path("WORM_BASE_DIR"),
+            worm_max_segment_size=p.size("WORM_MAX_SEGMENT_SIZE", 100 * 1024 * 1024),
+            wal_segment_size=p.size("WAL_SEGMENT_SIZE", 64 * 1024 * 1024),
+            strict_mode=p.boolean("STRICT_MODE", False),
+            region_id=p.text("REGION_ID") or "local",
+            log_level=p.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            request_timeout=p.number("REQUEST_TIMEOUT", 5.0, lo=0.1, hi=600.0),
+            multi_tenant=p.boolean("MULTI_TENANT", False),
+            tenants=p.tenants(),
+            tenants_file=p.path("TENANTS_FILE"),
+            vrf_enabled=p.boolean("VRF_ENABLED", False),
+            vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
+            pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),
+            policy_registry=p.path("POLICY_REGISTRY"),
+        )
+        refuse_unimplemented(settings)
+        return settings
+
+
+def refuse_unimplemented(s: Settings) -> None:
+    """Fail closed on features this version accepts by name but does not implement yet.
+
+    An operator who turns on tenant isolation, VRF enforcement or PII blocking must not get a
+    server that silently ignores it.
+    """
+    wanted = [
+        ("MULTI_TENANT", s.multi_tenant),
+        ("TENANTS", s.tenants is not None),
+        ("TENANTS_FILE", s.tenants_file is not None),
+        ("VRF_ENABLED", s.vrf_enabled),
+        ("PII_SCAN_MODE", s.pii_scan_mode != "off"),
+        ("POLICY_REGISTRY", s.policy_registry is not None),
+    ]
+    for name, on in wanted:
+        if on:
+            raise ConfigError(f"{name} is not supported by this version of the verifier yet")
+
+
+class _Parser:
+    """Strict readers of single variables; every error names the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.raw(name)
+        return None if value is None else Secret(value.encode("utf-8"))
+
+    def path(self, name: str) -> Path | None:
+        value = self.raw(name)
+        return None if value is None else Path(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        low = value.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be a boolean (true/false/1/0/yes/no/on/off)")
+
+    def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
+        return self._convert(name, default, int, f"an integer in [{lo}, {hi}]", lo, hi)
+
+    def number(self, name: str, default: float, *, lo: float, hi: float = math.inf) -> float:
+        bound = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
+        return self._convert(name, default, float, f"a number {bound}", lo, hi)
+
+    def _convert(
+        self, name: str, default: T, conv: Callable[[str], T], what: str, lo: float, hi: float
+    ) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            out = conv(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be {what}") from None
+        if not (isinstance(out, int | float) and math.isfinite(out) and lo <= out <= hi):
+            raise ConfigError(f"{name} must be {what}")
+        return out
+
+    def size(self, name: str, default: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        upper = value.upper()
+        digits = upper.rstrip("KMGB")
+        suffix = upper[len(digits) :]
+        if not digits.isdigit() or suffix not in _SIZE_SUFFIX:
+            raise ConfigError(f"{name} must be a byte size like 1048576, 64K, 100MB")
+        n = int(digits) * _SIZE_SUFFIX[suffix]
+        if n < 4096:
+            raise ConfigError(f"{name} must be at least 4096 bytes")
+        return n
+
+    def choice(
+        self, name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False
+    ) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        norm = value.upper() if upper else value.lower()
+        if norm not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}")
+        return norm
+
+    def hmac_keys(self) -> tuple[Secret, ...]:
+        """PCS_HMAC_KEYS (comma list, rotation overlap) plus PCS_HMAC_KEY; each validated."""
+        out: list[Secret] = []
+        for name in ("PCS_HMAC_KEYS", "PCS_HMAC_KEY"):
+            value = self.raw(name)
+            if value is None:
+                continue
+            parts = value.split(",") if name == "PCS_HMAC_KEYS" else [value]
+            for i, part in enumerate(parts):
+                text = part.strip()
+                try:
+                    VerificationKey.from_text("check", "hmac", text)
+                except KeyFormatError as exc:
+                    where = f"{name} entry {i + 1}" if name == "PCS_HMAC_KEYS" else name
+                    raise ConfigError(f"{where}: {exc}") from None
+                secret = Secret(text.encode("utf-8"))
+                if secret not in out:
+                    out.append(secret)
+        return tuple(out)
+
+    def ed25519_keys(self) -> tuple[str, ...]:
+        value = self.raw("PCS_ED25519_PUB_B64")
+        if value is None:
+            return ()
+        out = tuple(k.strip() for k in value.split(",") if k.strip())
+        for i, text in enumerate(out):
+            try:
+                VerificationKey.from_text("check", "ed25519", text)
+            except KeyFormatError as exc:
+                raise ConfigError(f"PCS_ED25519_PUB_B64 entry {i + 1}: {exc}") from None
+        return out
+
+    def tenants(self) -> str | None:
+        """Syntax check of ``TENANTS="id:alg:key,..."`` (SPEC section 6); keys not echoed."""
+        value = self.raw("TENANTS")
+        if value is None:
+            return None
+        for i, item in enumerate(value.split(",")):
+            parts = item.strip().split(":", 2)
+            if len(parts) != 3 or not parts[0] or parts[1] not in ("hmac", "ed25519"):
+                raise ConfigError(f"TENANTS entry {i + 1} must look like id:hmac|ed25519:key")
+            try:
+                VerificationKey.from_text(parts[0], parts[1], parts[2])
+            except KeyFormatError as exc:
+                raise ConfigError(f"TENANTS entry {i + 1}: {exc}") from None
+        return value

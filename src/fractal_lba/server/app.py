@@ -1,0 +1,491 @@
+"""The verifier's ASGI application (SPEC section 4): a lean raw-ASGI submit path in front of a
+Starlette app for the cold endpoints.
+
+``POST /v1/pcs/submit`` is dispatched by :class:`VerifierApp` itself (no router, no request
+object, one pass over the headers). Steps 1-2 happen here, in this order:
+
+1. tenant resolution (``X-Tenant-Id``) -> 401; rate limit -> 429 with ``Retry-After`` and the
+   IETF ``RateLimit-Policy``/``RateLimit`` headers; content type -> 415; size (Content-Length,
+   then enforced while reading, 64 KiB) -> 413
+2. inbox WAL append of the raw body, durable before parsing -> 503 on failure
+
+then :class:`~fractal_lba.server.pipeline.Pipeline` runs steps 3-10. ``GET /health``,
+``GET /ready`` and ``GET /metrics`` are ordinary Starlette routes.
+
+No global state: everything is built by :func:`create_app` from a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fractal_lba.audit import AuditError, AuditLog
+from fractal_lba.config import Settings
+from fractal_lba.errors import ConfigError, FlkError
+from fractal_lba.policy import Policy, default_policy
+from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans
+from fractal_lba.server.logs import LOGGER_NAME
+from fractal_lba.server.metrics import Metrics
+from fractal_lba.server.pipeline import (
+    JSON_HEADERS,
+    Pipeline,
+    Reply,
+    TenantContext,
+    error_body,
+)
+from fractal_lba.server.replay import InboxSink, Replayer
+from fractal_lba.stores import DedupStore, StoreError, create_store
+from fractal_lba.tenancy import (
+    RateLimiter,
+    SingleTenantResolver,
+    TenantResolver,
+    TokenBucketLimiter,
+    UnknownTenant,
+    ratelimit_headers,
+)
+from fractal_lba.tenancy.resolver import single_tenant
+from fractal_lba.wal import WalError
+
+log = logging.getLogger(LOGGER_NAME)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SUBMIT_PATH = "/v1/pcs/submit"
+MAX_BODY = 64 * 1024
+CRASH_HOOK_ENV = "FLK_TEST_CRASH_AFTER_WAL"
+"""Test hook: when ``1``, the process SIGKILLs itself right after a durable WAL append (to
+prove replay). Inert unless set; never set it in production."""
+
+_ROUTE = "submit"
+
+
+def _static(status: int, error: str, field: str | None, detail: str) -> Reply:
+    return Reply(status, error_body(error, field, detail), reason=error)
+
+
+_R405 = Reply(
+    405,
+    error_body("method_not_allowed", None, "use POST"),
+    (*JSON_HEADERS, (b"allow", b"POST")),
+    reason="method_not_allowed",
+)
+_R415 = _static(415, "unsupported_media_type", "Content-Type", "must be application/json")
+_R413 = _static(413, "payload_too_large", "body", f"at most {MAX_BODY} bytes")
+_R400_LENGTH = _static(400, "invalid_header", "Content-Length", "must be a non-negative integer")
+_R401_TENANT = _static(
+    401, "unknown_tenant", "X-Tenant-Id", "this server does not serve that tenant"
+)
+_R503_WAL = Reply(
+    503,
+    error_body("wal_unavailable", None, "request could not be made durable; retry later"),
+    (*JSON_HEADERS, (b"retry-after", b"1")),
+    final=False,
+    reason="wal_unavailable",
+)
+
+
+def _is_json(ctype: bytes | None) -> bool:
+    if ctype is None:
+        return False
+    media = ctype.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """The I/O parts an app is built from (injectable for tests)."""
+
+    store: DedupStore
+    audit: AuditLog
+    inbox: Inbox
+
+
+class VerifierApp:
+    """ASGI callable: the submit hot path, lifespan, and the cold Starlette routes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        components: Components,
+        resolver: TenantResolver,
+        limiter: RateLimiter,
+        registry: CollectorRegistry,
+        metrics: Metrics,
+        metrics_registry: Callable[[], CollectorRegistry] | None = None,
+        clock: Callable[[], float] = time.time,
+        crash_after_wal: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.store = components.store
+        self.audit = components.audit
+        self.inbox = components.inbox
+        self.resolver = resolver
+        self.limiter = limiter
+        self.registry = registry
+        self.metrics = metrics
+        self._metrics_registry = metrics_registry or (lambda: registry)
+        self.clock = clock
+        self._crash_after_wal = crash_after_wal
+        self.contexts: dict[str, TenantContext] = {
+            t.id: TenantContext.build(t, self.metrics) for t in resolver.tenants()
+        }
+        self.pipeline = Pipeline(settings, self.store, self.audit, self.metrics, clock)
+        self.replayer = Replayer(self.pipeline, self.audit, self.metrics, self.contexts.get)
+        self._sink = InboxSink(self.inbox)
+        self._rid_prefix = secrets.token_hex(6) + "-"
+        self._rid = itertools.count(1)
+        self._started = False
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._metrics_auth = _basic_auth_value(settings)
+        self.cold = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/ready", self._ready, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ]
+        )
+
+    # -- ASGI entry ------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["path"] == SUBMIT_PATH:
+            await self._submit(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.cold(scope, receive, send)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def startup(self) -> None:
+        """Open store, audit and inbox; replay pending admits; start background work."""
+        await self.store.open()
+        try:
+            await self.audit.start()
+            pending = await asyncio.to_thread(self.inbox.open)
+            self.inbox.start()
+            orphans = await asyncio.to_thread(
+                adopt_orphans,
+                self.settings.wal_root,
+                own=self.inbox.directory,
+                max_segment_bytes=self.settings.wal_segment_size,
+            )
+            log.info(
+                "verifier starting",
+                extra={"worker_dir": str(self.inbox.directory), "backend": self.store.name},
+            )
+            await self.replayer.replay_startup(pending, self._sink, orphans)
+            self.replayer.start()
+        except BaseException:
+            await self._close_all()
+            raise
+        self._started = True
+
+    async def shutdown(self) -> None:
+        """Stop retrying, flush outcome markers, close everything. Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        await self._close_all()
+
+    async def _close_all(self) -> None:
+        await self.replayer.close()
+        for closer in (self.inbox.close, self.audit.close, self.store.close):
+            try:
+                await closer()
+            except (FlkError, OSError):
+                log.error("error while shutting down", exc_info=True)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[VerifierApp]:
+        """``async with app.running():`` startup/shutdown around in-process use."""
+        await self.startup()
+        try:
+            yield self
+        finally:
+            await self.shutdown()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except (FlkError, OSError) as exc:
+                    log.critical("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- submit (hot path) -----------------------------------------------------------------
+    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        reply, extra, adm = await self._handle(scope, receive)
+        headers = reply.headers if extra is None else (*reply.headers, *extra)
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        self.metrics.duration(_ROUTE, reply.status).observe(time.perf_counter() - t0)
+        if self._debug:
+            log.debug(
+                "submit",
+                extra={
+                    "status": reply.status,
+                    "reason": reply.reason,
+                    "pcs_id": reply.pcs_id,
+                    "tenant_id": adm.tenant if adm else None,
+                    "request_id": adm.request_id if adm else None,
+                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                },
+            )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Reply, tuple[tuple[bytes, bytes], ...] | None, Admit | None]:
+        if scope["method"] != "POST":
+            return _R405, None, None
+        tenant_h = ctype = clen = schema_h = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                ctype = value
+            elif name == b"content-length":
+                clen = value
+            elif name == b"x-tenant-id":
+                tenant_h = value
+            elif name == b"x-pcs-schema-version":
+                schema_h = value
+        # 1. tenant + rate limit, then content type and size: all before the WAL
+        try:
+            tenant = self.resolver.resolve(None if tenant_h is None else tenant_h.decode("latin-1"))
+        except UnknownTenant:
+            return _R401_TENANT, None, None
+        ctx = self.contexts[tenant.id]
+        if ctx.limited:
+            decision = await self.limiter.acquire(tenant)
+            if not decision.allowed:
+                self.metrics.rate_limited.labels(tenant_id=tenant.id).inc()
+                reply = _static(429, "rate_limited", None, "tenant rate limit exceeded")
+                return reply, tuple(ratelimit_headers(decision)), None
+        if not _is_json(ctype):
+            return _R415, None, None
+        if clen is not None:
+            if not clen.isdigit():
+                return _R400_LENGTH, None, None
+            if int(clen) > MAX_BODY:
+                return _R413, None, None
+        body = await _read_body(receive, MAX_BODY)
+        if body is None:
+            return _R413, None, None
+        # 2. inbox WAL: durable before anything looks at the body
+        adm = Admit(
+            self._rid_prefix + format(next(self._rid), "x"),
+            tenant.id,
+            self.clock(),
+            body,
+            None if schema_h is None else schema_h.decode("latin-1"),
+        )
+        try:
+            await self.inbox.admit(adm)
+        except WalError:
+            ctx.counters.wal_errors.inc()
+            self.metrics.wal_errors.inc()
+            log.error("inbox WAL append failed", extra={"tenant_id": tenant.id}, exc_info=True)
+            return _R503_WAL, None, adm
+        if self._crash_after_wal:
+            os.kill(os.getpid(), signal.SIGKILL)
+        ctx.counters.ingest.inc()
+        self.metrics.ingest.inc()
+        # 3-10.
+        reply = await self.pipeline.process(adm, ctx)
+        if reply.final:
+            self.inbox.mark_outcome(adm.request_id, reply.status)
+        else:
+            self.replayer.defer(adm, self._sink)
+        return reply, ((b"x-request-id", adm.request_id.encode("ascii")),), adm
+
+    # -- cold endpoints --------------------------------------------------------------------
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _ready(self, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        timeout = self.settings.store_op_timeout
+        try:
+            async with asyncio.timeout(timeout + 0.5):
+                await self.store.ping()
+            checks["store"] = "ok"
+        except (StoreError, TimeoutError) as exc:
+            checks["store"] = f"unavailable: {exc}" if str(exc) else "unavailable: timeout"
+        try:
+            self.inbox.check_writable()
+            checks["wal"] = "ok"
+        except WalError as exc:
+            checks["wal"] = f"unavailable: {exc}"
+        try:
+            self.audit.check_writable()
+            checks["audit"] = "ok"
+        except AuditError as exc:
+            checks["audit"] = f"unavailable: {exc}"
+        down = sorted(k for k, v in checks.items() if v != "ok")
+        body: dict[str, object] = {
+            "ready": not down and self._started,
+            "checks": checks,
+            "deferred": self.replayer.deferred,
+        }
+        if not self._started:
+            down.append("startup")
+        if down:
+            body["down"] = down
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(body)
+
+    async def _metrics(self, request: Request) -> Response:
+        expected = self._metrics_auth
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode("latin-1")
+            if not secrets.compare_digest(given, expected):
+                return JSONResponse(
+                    {"error": "unauthorized", "detail": "metrics need HTTP Basic auth"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Basic realm="metrics"'},
+                )
+        data = await asyncio.to_thread(generate_latest, self._metrics_registry())
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+def _basic_auth_value(settings: Settings) -> bytes | None:
+    if settings.metrics_user is None or settings.metrics_pass is None:
+        return None
+    raw = settings.metrics_user.encode("utf-8") + b":" + settings.metrics_pass.reveal()
+    return b"Basic " + base64.b64encode(raw)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None as soon as it exceeds ``limit`` bytes."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body if len(body) <= limit else None
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            return None
+        if message["type"] == "http.disconnect":
+            break
+        if not message.get("more_body", False):
+            break
+        message = await receive()
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks) if size <= limit else None
+
+
+def _default_audit(settings: Settings) -> AuditLog:
+    """The WORM audit log under ``WORM_BASE_DIR`` (default ``<DATA_DIR>/audit``)."""
+    raise ConfigError("the WORM audit log is not available in this build")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: DedupStore | None = None,
+    audit: AuditLog | None = None,
+    registry: CollectorRegistry | None = None,
+    policy: Policy | None = None,
+    limiter: RateLimiter | None = None,
+    clock: Callable[[], float] = time.time,
+) -> VerifierApp:
+    """Build the verifier from ``settings``; I/O parts can be injected (tests wrap them).
+
+    Nothing is opened here: the ASGI lifespan (or :meth:`VerifierApp.running`) does that.
+    """
+    policy = policy or default_policy()
+    tenant, local_key = single_tenant(settings, policy)
+    if local_key is not None:
+        log.warning(
+            "no PCS_HMAC_KEY configured: verifying with the local key file; sign with it or "
+            "set PCS_HMAC_KEY",
+            extra={"path": str(local_key)},
+        )
+    if tenant.unsafe_unsigned:
+        log.warning(
+            "UNSAFE: PCS_SIGN_ALG=none, signatures are NOT verified; never use in production"
+        )
+    if store is None:
+        store = create_store(
+            settings.dedup_backend,
+            data_dir=settings.data_dir,
+            redis_url=settings.redis_url.reveal().decode("utf-8"),
+            postgres_dsn=settings.postgres_dsn.reveal().decode("utf-8"),
+            op_timeout=settings.store_op_timeout,
+        )
+    if registry is None:
+        registry = CollectorRegistry()
+    metrics_registry = (
+        _multiprocess_registry() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+    )
+    metrics = Metrics(registry)
+    inbox = Inbox(
+        settings.wal_root,
+        max_segment_bytes=settings.wal_segment_size,
+        on_batch=metrics.on_wal_batch,
+    )
+    app = VerifierApp(
+        settings,
+        components=Components(store, audit or _default_audit(settings), inbox),
+        resolver=SingleTenantResolver(tenant),
+        limiter=limiter or TokenBucketLimiter(),
+        registry=registry,
+        metrics=metrics,
+        metrics_registry=metrics_registry,
+        clock=clock,
+        crash_after_wal=os.environ.get(CRASH_HOOK_ENV) == "1",
+    )
+    return app
+
+
+def _multiprocess_registry() -> Callable[[], CollectorRegistry]:
+    """With several workers, /metrics aggregates every worker's files (prometheus mmap mode)."""
+    from prometheus_client import multiprocess
+
+    def build() -> CollectorRegistry:
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+        return reg
+
+    return build
+
+
+def app_from_env(settings: Settings | None = None) -> VerifierApp:
+    """Factory for ``flk serve`` (and each uvicorn worker): Settings from the environment,
+    JSON logging at ``LOG_LEVEL``, then :func:`create_app`."""
+    from fractal_lba.server.logs import configure_logging
+
+    settings = settings if settings is not None else Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

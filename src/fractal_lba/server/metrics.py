@@ -1,0 +1,124 @@
+"""Prometheus metrics of the verifier (SPEC section 9), registered on a registry passed in.
+
+Per-tenant children are resolved once per tenant and cached, so the hot path does a dict
+lookup and an ``inc()``, never a ``labels()`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+_PAIRS = ("ingest", "dedup_hits", "accepted", "escalated", "signature_errors", "wal_errors")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantCounters:
+    """The ``..._by_tenant_total{tenant_id}`` children of one tenant."""
+
+    ingest: Counter
+    dedup_hits: Counter
+    accepted: Counter
+    escalated: Counter
+    signature_errors: Counter
+    wal_errors: Counter
+
+
+class Metrics:
+    """All verifier metrics. Names follow SPEC section 9 (counters get ``_total``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.totals: dict[str, Counter] = {}
+        self.by_tenant: dict[str, Counter] = {}
+        for name in _PAIRS:
+            words = name.replace("_", " ")
+            self.totals[name] = Counter(f"flk_{name}", f"PCS {words}.", registry=registry)
+            self.by_tenant[name] = Counter(
+                f"flk_{name}_by_tenant", f"PCS {words} per tenant.", ["tenant_id"],
+                registry=registry,
+            )  # fmt: skip
+        self.ingest = self.totals["ingest"]
+        self.dedup_hits = self.totals["dedup_hits"]
+        self.accepted = self.totals["accepted"]
+        self.escalated = self.totals["escalated"]
+        self.signature_errors = self.totals["signature_errors"]
+        self.wal_errors = self.totals["wal_errors"]
+        self.rate_limited = Counter(
+            "flk_rate_limited_by_tenant", "Requests refused with 429.", ["tenant_id"],
+            registry=registry,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "flk_rejected", "Requests answered 4xx after the WAL append.", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.conflicts = Counter(
+            "flk_idempotency_conflicts", "Same pcs_id, different signed payload (422).",
+            registry=registry,
+        )  # fmt: skip
+        self.legacy_digest = Counter(
+            "flk_hmac_legacy_digest",
+            "Signatures that verified only in the legacy HMAC(sha256(payload)) form.",
+            registry=registry,
+        )
+        self.unsigned = Counter(
+            "flk_unsafe_unsigned",
+            "PCS accepted without a signature check (PCS_SIGN_ALG=none).",
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "flk_store_errors", "Dedup store failures (answered 503).", ["op"], registry=registry
+        )
+        self.audit_errors = Counter(
+            "flk_audit_errors", "Audit append failures (answered 503).", registry=registry
+        )
+        self.replayed = Counter(
+            "flk_replayed", "Inbox WAL records re-run after a restart or outage.", registry=registry
+        )
+        self.anomaly_score = Histogram(
+            "flk_anomaly_score", "Anomaly score of verified PCS.", buckets=_SCORE_BUCKETS,
+            registry=registry,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "flk_request_duration_seconds", "Request latency by route and status code.",
+            ["route", "code"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.wal_batch = Histogram(
+            "flk_wal_fsync_batch_size", "Records per inbox WAL group commit (one fsync).",
+            buckets=_BATCH_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.wal_fsync = Histogram(
+            "flk_wal_fsync_seconds", "Inbox WAL write + fsync latency per group commit.",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self._tenants: dict[str, TenantCounters] = {}
+        self._durations: dict[tuple[str, int], Histogram] = {}
+
+    def tenant(self, tenant_id: str) -> TenantCounters:
+        """Cached per-tenant children (created on first use)."""
+        found = self._tenants.get(tenant_id)
+        if found is None:
+            bt = self.by_tenant
+            found = TenantCounters(*(bt[name].labels(tenant_id=tenant_id) for name in _PAIRS))
+            self._tenants[tenant_id] = found
+        return found
+
+    def duration(self, route: str, code: int) -> Histogram:
+        """Cached ``flk_request_duration_seconds{route,code}`` child."""
+        key = (route, code)
+        found = self._durations.get(key)
+        if found is None:
+            found = self._durations[key] = self.request_duration.labels(route=route, code=str(code))
+        return found
+
+    def on_wal_batch(self, size: int, seconds: float) -> None:
+        """GroupCommitter callback (runs on the writer thread; prometheus is thread-safe)."""
+        self.wal_batch.observe(size)
+        self.wal_fsync.observe(seconds)

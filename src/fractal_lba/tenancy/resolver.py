@@ -1,0 +1,113 @@
+"""Tenant resolution (step 1 of the submit path) and the single-tenant setup from Settings."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from fractal_lba.config import Settings
+from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
+from fractal_lba.errors import ConfigError
+from fractal_lba.policy import Policy
+from fractal_lba.tenancy.errors import UnknownTenant
+from fractal_lba.tenancy.model import DEFAULT_TENANT, Tenant
+
+
+class TenantResolver(Protocol):
+    """Maps the ``X-Tenant-Id`` header (or its absence) to a prepared :class:`Tenant`."""
+
+    def resolve(self, header: str | None) -> Tenant:
+        """Return the tenant; raise :class:`UnknownTenant` for a tenant not served here."""
+        ...
+
+    def tenants(self) -> Sequence[Tenant]:
+        """Every tenant (metrics children and keyrings are prepared from this at startup)."""
+        ...
+
+
+class SingleTenantResolver:
+    """Single-tenant mode: no header or ``default`` is the one tenant; anything else is 401."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self._tenant = tenant
+
+    def resolve(self, header: str | None) -> Tenant:
+        if header is None or header == self._tenant.id:
+            return self._tenant
+        raise UnknownTenant("unknown tenant (this server is single-tenant)")
+
+    def tenants(self) -> Sequence[Tenant]:
+        return (self._tenant,)
+
+
+def load_or_create_local_key(path: Path) -> tuple[str, bool]:
+    """Read the local HMAC key file, creating it (0600, 32 random bytes) when absent.
+
+    Returns ``(key_text, created)``. Creation is atomic (temp file + ``link``), so several
+    workers starting together agree on one key.
+    """
+    try:
+        return path.read_text("utf-8").strip(), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "base64:" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (text + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    created = True
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        created = False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path.read_text("utf-8").strip(), created
+
+
+def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | None]:
+    """The ``default`` tenant from the global signing settings.
+
+    Returns the tenant and, when the local key file was used, its path (for the startup log).
+    """
+    keys: list[VerificationKey] = []
+    local: Path | None = None
+    try:
+        if settings.sign_alg == "hmac":
+            texts = [s.reveal().decode("utf-8") for s in settings.hmac_keys]
+            if not texts:
+                local = settings.local_hmac_key_path
+                texts = [load_or_create_local_key(local)[0]]
+            keys = [VerificationKey.from_text(f"hmac-{i}", "hmac", t) for i, t in enumerate(texts)]
+        elif settings.sign_alg == "ed25519":
+            keys = [
+                VerificationKey.from_text(f"ed25519-{i}", "ed25519", t)
+                for i, t in enumerate(settings.ed25519_pub_b64)
+            ]
+    except KeyFormatError as exc:
+        where = str(local) if local is not None else "PCS signing key"
+        raise ConfigError(f"{where}: {exc}") from None
+    keyring = (
+        None
+        if settings.sign_alg == "none"
+        else KeyRing(keys, accept_legacy_digest=settings.hmac_accept_legacy_digest)
+    )
+    rate = settings.token_rate
+    tenant = Tenant(
+        id=DEFAULT_TENANT,
+        keyring=keyring,
+        policy=policy,
+        token_rate=rate,
+        burst=max(1.0, rate),
+    )
+    return tenant, local
