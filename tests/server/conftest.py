@@ -20,6 +20,7 @@ from server_helpers import (
     REDIS_URL,
     CountingStore,
     ListAudit,
+    TcpProxy,
     free_port,
     service_missing,
     wait_until,
@@ -214,3 +215,14 @@ class PrivateRedis:
         if proc is not None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def pg_proxy(anyio_backend: str, postgres_dsn: str) -> AsyncIterator[TcpProxy]:
+    params = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
+    proxy = TcpProxy(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.cut()

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fractal_lba.audit import AuditEntry, AuditError
-from fractal_lba.contract import HmacSigner, Secret, compute_pcs_id, signature_payload
+from fractal_lba.contract import HmacSigner, compute_pcs_id, parse_hmac_key, signature_payload
 from fractal_lba.signals import budget, d_hat, regime
 from fractal_lba.stores import DedupStore, StoredOutcome
 
@@ -108,7 +108,7 @@ def sign(pcs: dict[str, Any], key: str = HMAC_KEY) -> str:
         r=pcs["r"],
         budget=pcs["budget"],
     )
-    return HmacSigner(Secret(key.encode())).sign(payload)
+    return HmacSigner(parse_hmac_key(key)).sign(payload)
 
 
 def resign(pcs: dict[str, Any], key: str = HMAC_KEY, **changes: Any) -> dict[str, Any]:
@@ -304,3 +304,49 @@ class ServerProcess:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+class TcpProxy:
+    """Forwards a local port to a target; ``cut``/``restore`` simulate a backend outage."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Stop listening and reset every connection: the backend seems down."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._conns):
+            w.transport.abort()
+        self._conns.clear()
+
+    async def restore(self) -> None:
+        if self._server is None:
+            await self.start()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._conns.update((writer, up_w))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
