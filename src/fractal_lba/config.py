@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ _SIZE_SUFFIX = {
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+_NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
 T = TypeVar("T")
 
 
@@ -55,6 +58,8 @@ class Settings:
     dedup_backend: Backend = "sqlite"
     redis_url: Secret = field(default_factory=lambda: Secret(DEFAULT_REDIS_URL.encode()))
     postgres_dsn: Secret = field(default_factory=lambda: Secret(DEFAULT_POSTGRES_DSN.encode()))
+    dedup_namespace: str = "flk"
+    """Prefix of dedup tables / keys, so several deployments can share one Redis/PostgreSQL."""
     token_rate: float = 0.0
     """Requests per second per tenant (token bucket, burst = one second); 0 = unlimited."""
     sign_alg: SignAlg = "hmac"
@@ -123,6 +128,7 @@ class Settings:
             dedup_backend=p.choice("DEDUP_BACKEND", BACKENDS, "sqlite"),  # type: ignore[arg-type]
             redis_url=p.secret("REDIS_URL") or Secret(DEFAULT_REDIS_URL.encode()),
             postgres_dsn=p.secret("POSTGRES_DSN") or Secret(DEFAULT_POSTGRES_DSN.encode()),
+            dedup_namespace=p.namespace("DEDUP_NAMESPACE"),
             token_rate=p.number("TOKEN_RATE", 0.0, lo=0.0),
             sign_alg=sign_alg,  # type: ignore[arg-type]
             hmac_keys=hmac_keys,
@@ -191,6 +197,14 @@ class _Parser:
     def path(self, name: str) -> Path | None:
         value = self.raw(name)
         return None if value is None else Path(value)
+
+    def namespace(self, name: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return "flk"
+        if not _NAMESPACE.fullmatch(value):
+            raise ConfigError(f"{name} must match [A-Za-z_][A-Za-z0-9_]{{0,47}}")
+        return value
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)

@@ -26,8 +26,9 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Set
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -36,9 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fractal_lba.audit import AuditError, AuditLog
+from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.config import Settings
-from fractal_lba.errors import ConfigError, FlkError
+from fractal_lba.errors import FlkError
 from fractal_lba.policy import Policy, default_policy
 from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans
 from fractal_lba.server.logs import LOGGER_NAME
@@ -111,12 +112,16 @@ def _is_json(ctype: bytes | None) -> bool:
     return media == b"application/json"
 
 
+AuditFactory = Callable[[int], AuditLog]
+"""Audit log of the worker holding ``inbox-<i>`` (each WORM directory has one writer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Components:
     """The I/O parts an app is built from (injectable for tests)."""
 
     store: DedupStore
-    audit: AuditLog
+    audit_for: AuditFactory
     inbox: Inbox
 
 
@@ -138,7 +143,8 @@ class VerifierApp:
     ) -> None:
         self.settings = settings
         self.store = components.store
-        self.audit = components.audit
+        self.audit_for = components.audit_for
+        self.audit: AuditLog = _NotStartedAudit()
         self.inbox = components.inbox
         self.resolver = resolver
         self.limiter = limiter
@@ -181,8 +187,10 @@ class VerifierApp:
         """Open store, audit and inbox; replay pending admits; start background work."""
         await self.store.open()
         try:
-            await self.audit.start()
             pending = await asyncio.to_thread(self.inbox.open)
+            self.audit = self.audit_for(self.inbox.index)
+            self.pipeline.audit = self.replayer.audit = self.audit
+            await self.audit.start()
             self.inbox.start()
             orphans = await asyncio.to_thread(
                 adopt_orphans,
@@ -194,7 +202,7 @@ class VerifierApp:
                 "verifier starting",
                 extra={"worker_dir": str(self.inbox.directory), "backend": self.store.name},
             )
-            await self.replayer.replay_startup(pending, self._sink, orphans)
+            await self.replayer.replay_startup(pending, self._sink, orphans, self.audit_for)
             self.replayer.start()
         except BaseException:
             await self._close_all()
@@ -405,9 +413,47 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks) if size <= limit else None
 
 
-def _default_audit(settings: Settings) -> AuditLog:
-    """The WORM audit log under ``WORM_BASE_DIR`` (default ``<DATA_DIR>/audit``)."""
-    raise ConfigError("the WORM audit log is not available in this build")
+class _NotStartedAudit:
+    """Placeholder until startup picked this worker's audit directory; fails closed."""
+
+    async def start(self) -> None:
+        raise AuditError("audit log is not started")
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        raise AuditError("audit log is not started")
+
+    def find_requests(self, request_ids: Set[str], since: float) -> set[str]:
+        raise AuditError("audit log is not started")
+
+    def check_writable(self) -> None:
+        raise AuditError("audit log is not started")
+
+    async def close(self) -> None:
+        return None
+
+
+def audit_dir_for(settings: Settings, index: int) -> Path:
+    """``WORM_BASE_DIR`` for worker 0; ``<WORM_BASE_DIR>-<i>`` for the worker of ``inbox-<i>``.
+
+    Each directory is one hash chain with one writer; ``flk worm verify`` checks each.
+    """
+    base = settings.audit_dir
+    return base if index == 0 else base.with_name(f"{base.name}-{index}")
+
+
+def worm_audit_factory(settings: Settings) -> AuditFactory:
+    """WORM audit logs (SPEC section 7) per worker index, signing key under DATA_DIR/audit."""
+    from fractal_lba.audit.worm import open_worm_from_settings
+
+    def make(index: int) -> AuditLog:
+        return open_worm_from_settings(
+            data_dir=settings.data_dir,
+            base_dir=audit_dir_for(settings, index),
+            max_segment_bytes=settings.worm_max_segment_size,
+            region_id=settings.region_id,
+        )
+
+    return make
 
 
 def create_app(
@@ -442,6 +488,7 @@ def create_app(
             data_dir=settings.data_dir,
             redis_url=settings.redis_url.reveal().decode("utf-8"),
             postgres_dsn=settings.postgres_dsn.reveal().decode("utf-8"),
+            namespace=settings.dedup_namespace,
             op_timeout=settings.store_op_timeout,
         )
     if registry is None:
@@ -457,7 +504,11 @@ def create_app(
     )
     app = VerifierApp(
         settings,
-        components=Components(store, audit or _default_audit(settings), inbox),
+        components=Components(
+            store,
+            (lambda _i: audit) if audit is not None else worm_audit_factory(settings),
+            inbox,
+        ),
         resolver=SingleTenantResolver(tenant),
         limiter=limiter or TokenBucketLimiter(),
         registry=registry,

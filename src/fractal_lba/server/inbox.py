@@ -79,12 +79,21 @@ def pending_admits(records: Iterable[tuple[int, bytes]]) -> list[Admit]:
     return list(admits.values())
 
 
+def inbox_index(path: Path) -> int:
+    """``inbox-3`` -> 3."""
+    return int(path.name[len(INBOX_PREFIX) :] or 0)
+
+
 def inbox_dirs(root: Path) -> list[Path]:
     """Existing inbox directories under ``root``, by index."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(INBOX_PREFIX)]
-    return sorted(found, key=lambda p: int(p.name[len(INBOX_PREFIX) :] or 0))
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(INBOX_PREFIX) and p.name[len(INBOX_PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=inbox_index)
 
 
 @dataclass
@@ -93,6 +102,11 @@ class OrphanLog:
 
     log: WalLog
     pending: list[Admit]
+
+    @property
+    def index(self) -> int:
+        """The dead worker's index (its audit directory has the same index)."""
+        return inbox_index(self.log.directory)
 
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Durably mark ``outcomes`` in the orphan's own log (one fsync)."""
@@ -150,6 +164,11 @@ class Inbox:
         if self._log is None:
             raise WalError("inbox is not open")
         return self._log.directory
+
+    @property
+    def index(self) -> int:
+        """``i`` of the ``inbox-<i>`` directory this worker holds (names its audit directory)."""
+        return inbox_index(self.directory)
 
     @property
     def log(self) -> WalLog:

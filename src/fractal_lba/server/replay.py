@@ -91,22 +91,29 @@ class Replayer:
         return len(self._deferred)
 
     async def replay_startup(
-        self, own: Sequence[Admit], own_sink: OutcomeSink, orphans: Sequence[OrphanLog]
+        self,
+        own: Sequence[Admit],
+        own_sink: OutcomeSink,
+        orphans: Sequence[OrphanLog],
+        audit_for: Callable[[int], AuditLog],
     ) -> int:
-        """Replay pending admits of this worker and of adopted orphans; return how many."""
-        sources: list[tuple[Sequence[Admit], OutcomeSink]] = [(own, own_sink)]
+        """Replay pending admits of this worker and of adopted orphans; return how many.
+
+        An orphan's crash-window entries are in the dead worker's audit log, so each source
+        is checked against the audit log of its own index (``audit_for``).
+        """
+        sources: list[tuple[Sequence[Admit], OutcomeSink, AuditLog]] = [(own, own_sink, self.audit)]
         for orphan in orphans:
             orphan_sink = OrphanSink(orphan)
             self._orphans.append(orphan_sink)
-            sources.append((orphan.pending, orphan_sink))
-        everything = [a for admits, _ in sources for a in admits]
-        if not everything:
-            return 0
-        since = min(a.received_at for a in everything) - CLOCK_SLACK_S
-        ids = {a.request_id for a in everything}
-        audited = await asyncio.to_thread(self.audit.find_requests, ids, since)
+            sources.append((orphan.pending, orphan_sink, audit_for(orphan.index)))
         total = 0
-        for admits, sink in sources:
+        for admits, sink, audit in sources:
+            if not admits:
+                continue
+            since = min(a.received_at for a in admits) - CLOCK_SLACK_S
+            ids = {a.request_id for a in admits}
+            audited = await asyncio.to_thread(audit.find_requests, ids, since)
             done = [
                 Outcome(a.request_id, AUDITED_BEFORE_CRASH)
                 for a in admits

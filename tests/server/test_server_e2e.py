@@ -1,0 +1,139 @@
+"""End to end: the real ``flk serve`` process over HTTP, crash + replay, shared stores."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from server_helpers import JSON, SUBMIT, ServerProcess, body, make_pcs
+
+from fractal_lba.server.inbox import Admit, decode_record
+from fractal_lba.wal import scan
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path, env: dict[str, str] | None = None, **kw: Any) -> ServerProcess:
+        server = ServerProcess(data_dir, env, **kw)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def audit_entries(audit_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for seg in sorted(audit_dir.rglob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl")):
+        out.extend(json.loads(line) for line in seg.read_text().splitlines() if line.strip())
+    return out
+
+
+def wal_admits(data_dir: Path) -> list[Admit]:
+    out: list[Admit] = []
+    for seg in sorted((data_dir / "wal").rglob("*.wal")):
+        for payload in scan(seg.read_bytes())[0]:
+            rec = decode_record(payload)
+            if isinstance(rec, Admit):
+                out.append(rec)
+    return out
+
+
+def test_real_server_accepts_replays_and_keeps_malformed_bodies(
+    tmp_path: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    server = servers(tmp_path / "data")
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        pcs = body(make_pcs())
+        first = c.post(SUBMIT, content=pcs, headers=JSON)
+        assert first.status_code == 200, first.text
+        second = c.post(SUBMIT, content=pcs, headers=JSON)
+        assert second.content == first.content and second.headers["idempotent-replayed"] == "true"
+        garbage = b"\x00\xffnot json"
+        bad = c.post(SUBMIT, content=garbage, headers=JSON)
+        assert bad.status_code == 400 and bad.json()["field"] == "body"
+        assert garbage in [a.body for a in wal_admits(tmp_path / "data")]
+        assert c.get("/ready").status_code == 200
+        assert "flk_ingest_total 3.0" in c.get("/metrics").text
+    server.stop()
+    entries = audit_entries(tmp_path / "data" / "audit")
+    assert sorted(e["verify_outcome"] for e in entries) == ["accepted", "duplicate", "rejected"]
+
+
+def test_kill_9_after_wal_append_is_finished_by_replay(
+    tmp_path: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    data = tmp_path / "data"
+    crashing = servers(data, {"FLK_TEST_CRASH_AFTER_WAL": "1"})
+    pcs = make_pcs()
+    with pytest.raises(httpx.TransportError):
+        httpx.post(crashing.url + SUBMIT, content=body(pcs), headers=JSON, timeout=10)
+    assert crashing.wait_exit() == -9
+    [admit] = wal_admits(data)
+    assert admit.body == body(pcs)
+    assert audit_entries(data / "audit") == []
+
+    restarted = servers(data)
+    retry = httpx.post(restarted.url + SUBMIT, content=body(pcs), headers=JSON, timeout=10)
+    assert retry.status_code == 200
+    assert retry.headers["idempotent-replayed"] == "true"  # the outcome came from replay
+    restarted.stop()
+    entries = audit_entries(data / "audit")
+    by_request = {e["request_id"]: e["verify_outcome"] for e in entries}
+    assert by_request[admit.request_id] == "accepted"
+    assert sorted(by_request.values()) == ["accepted", "duplicate"]
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def shared_backend(
+    request: pytest.FixtureRequest, store_url_for: Callable[[str], dict[str, str]], namespace: str
+) -> dict[str, str]:
+    env = store_url_for(request.param)
+    env["DEDUP_NAMESPACE"] = namespace
+    return env
+
+
+def test_two_server_processes_sharing_a_store_store_one_outcome(
+    tmp_path: Path, servers: Callable[..., ServerProcess], shared_backend: dict[str, str]
+) -> None:
+    sqlite = shared_backend["DEDUP_BACKEND"] == "sqlite"
+    # sqlite shares DATA_DIR (the database lives there): the second process takes inbox-1 and
+    # writes the audit chain audit-1.
+    dirs = [tmp_path / "shared"] * 2 if sqlite else [tmp_path / "a", tmp_path / "b"]
+    a = servers(dirs[0], shared_backend)
+    b = servers(dirs[1], shared_backend)
+    for round_ in range(5):
+        pcs = body(make_pcs(epoch=round_, shard_id=f"race-{uuid.uuid4().hex[:8]}"))
+
+        def post(url: str, content: bytes = pcs) -> httpx.Response:
+            return httpx.post(url + SUBMIT, content=content, headers=JSON, timeout=15)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(post, [a.url, b.url] * 4))
+        assert {r.status_code for r in responses} == {200}
+        assert len({r.content for r in responses}) == 1
+        fresh = [r for r in responses if "idempotent-replayed" not in r.headers]
+        assert len(fresh) == 1, [r.headers.get("idempotent-replayed") for r in responses]
+    a.stop()
+    b.stop()
+    if sqlite:
+        assert (tmp_path / "shared" / "audit-1").is_dir()
+    outcomes = [e["verify_outcome"] for e in audit_entries(tmp_path)]
+    assert sorted(outcomes) == ["accepted"] * 5 + ["duplicate"] * 35
