@@ -48,6 +48,9 @@ def _register() -> None:
     from fractal_lba.cli import keys, serve, wal
 
     main.add_command(keys.keygen)
+    from fractal_lba.cli.worm import worm
+
+    main.add_command(worm)
     main.add_command(serve.serve)
     main.add_command(wal.wal)
 
