@@ -137,3 +137,27 @@ def test_two_server_processes_sharing_a_store_store_one_outcome(
         assert (tmp_path / "shared" / "audit-1").is_dir()
     outcomes = [e["verify_outcome"] for e in audit_entries(tmp_path)]
     assert sorted(outcomes) == ["accepted"] * 5 + ["duplicate"] * 35
+
+
+def test_two_workers_get_their_own_wal_and_audit_dirs_and_shared_metrics(
+    tmp_path: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    data = tmp_path / "data"
+    server = servers(data, workers=2)
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for epoch in range(20):
+            assert (
+                c.post(SUBMIT, content=body(make_pcs(epoch=epoch)), headers=JSON).status_code == 200
+            )
+        assert "flk_accepted_total 20.0" in c.get("/metrics").text  # summed over workers
+    server.stop()
+    assert sorted(p.name for p in (data / "wal").iterdir()) == ["inbox-0", "inbox-1"]
+    assert len(audit_entries(tmp_path)) == 20
+
+
+def test_memory_backend_is_refused_with_workers(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", {"DEDUP_BACKEND": "memory"}, workers=2)
+    server.start(wait=False)
+    assert server.wait_exit() == 2
+    out = server.logs()
+    assert "error: DEDUP_BACKEND=memory" in out and "Traceback" not in out

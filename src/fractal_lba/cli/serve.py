@@ -6,6 +6,7 @@ itself is always built from one frozen :class:`~fractal_lba.config.Settings`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -59,9 +60,13 @@ def serve(
     import uvicorn
 
     from fractal_lba.server.app import app_from_env
-    from fractal_lba.server.logs import configure_logging
+    from fractal_lba.server.logs import LOGGER_NAME, configure_logging
 
     configure_logging(settings.log_level)
+    logging.getLogger(LOGGER_NAME).info(
+        "serving on http://%s:%d with %d worker(s), dedup backend %s, data in %s",
+        settings.host, settings.port, workers, settings.dedup_backend, settings.data_dir,
+    )  # fmt: skip
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     common = {
         "host": settings.host,

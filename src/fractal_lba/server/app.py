@@ -253,7 +253,8 @@ class VerifierApp:
     async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
         reply, extra, adm = await self._handle(scope, receive)
-        headers = reply.headers if extra is None else (*reply.headers, *extra)
+        length = (b"content-length", str(len(reply.body)).encode())
+        headers = (*reply.headers, length) if extra is None else (*reply.headers, length, *extra)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
         self.metrics.duration(_ROUTE, reply.status).observe(time.perf_counter() - t0)

@@ -43,14 +43,16 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send ``fractal_lba`` logs as JSON to stderr at ``level`` (idempotent)."""
-    root = logging.getLogger("fractal_lba")
-    root.setLevel(level)
-    for handler in root.handlers:
-        if getattr(handler, "_flk_json", False):
-            return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler._flk_json = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.propagate = False
+    """Send ``fractal_lba`` and ``uvicorn`` logs as JSON to stderr at ``level`` (idempotent)."""
+    handler: logging.Handler | None = None
+    for name in ("fractal_lba", "uvicorn"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if any(getattr(h, "_flk_json", False) for h in logger.handlers):
+            continue
+        if handler is None:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonFormatter())
+            handler._flk_json = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
