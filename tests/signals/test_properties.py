@@ -31,7 +31,7 @@ def test_n_j_is_non_decreasing_over_nested_scales(
     scales = [base * factor**i for i in range(k)]
     counts = [box_counts(pts, scales)[s] for s in scales]
     assert counts == sorted(counts)
-    assert 1 <= counts[0] and counts[-1] <= len(pts)
+    assert counts[0] >= 1 and counts[-1] <= len(pts)
 
 
 def _cloud(kind: str, seed: int, n: int) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy.typing as npt
@@ -20,7 +19,7 @@ from fractal_lba.signals.geometry import (
     d_hat,
 )
 from fractal_lba.signals.policy import DEFAULT_PARAMS, Regime, SignalParams, budget, regime
-from fractal_lba.signals.rows import row_summary
+from fractal_lba.signals.rows import PendingRowSummary
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,7 @@ def compute_signals(
 
     ``regime`` and ``budget`` are derived from the *rounded* D_hat / coh_star / r, i.e. from
     exactly the values the verifier sees, so its recomputation agrees at the thresholds.
-    The row work (merkle_root, r) and the geometry run concurrently; both release the GIL
-    for most of their time.
+    Compression of the canonical rows runs in a worker thread concurrently with the geometry.
     """
     pts = as_points(points)
     if len(pts) == 0:
@@ -62,12 +60,12 @@ def compute_signals(
     checked = check_scales(scales)
     if not 0 <= seed < 2**64:
         raise SignalError("seed must be an unsigned 64-bit integer")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flk-geometry") as pool:
-        geo = pool.submit(
-            lambda: (box_counts(pts, checked), coherence(pts, seed, m=directions, bins=bins))
-        )
-        root, r_raw = row_summary(timestamps, pts)
-        counts, (coh_raw, v_star) = geo.result()
+    # Formatting/hashing holds the GIL; compression then finishes in its worker thread while
+    # the numpy geometry runs here (interleaving numpy with GIL-bound work stalls both).
+    rows = PendingRowSummary(timestamps, pts)
+    counts = box_counts(pts, checked)
+    coh_raw, v_star = coherence(pts, seed, m=directions, bins=bins)
+    root, r_raw = rows.result()
     dh = round9(d_hat(checked, [counts[s] for s in checked]))
     coh = round9(coh_raw)
     r = round9(r_raw)

@@ -22,7 +22,8 @@ from fractal_lba.merkle import merkle_tree_hash, root_from_leaf_hashes
 from fractal_lba.signals.errors import SignalError
 
 ZLIB_LEVEL = 6
-_CHUNK_ROWS = 1 << 15
+_CHUNK_ROWS = 2048
+_BATCH_BYTES = 8 << 20
 # Each row is formatted with a leading NUL so the split rows are the RFC 6962 leaf inputs
 # (0x00 || row) directly; the NULs are removed again before compression.
 _LEAF_ROW = "\x00%r,%r,%r,%r\n"
@@ -70,12 +71,13 @@ class _Compressor(threading.Thread):
 
     zlib releases the GIL, so compression overlaps the formatting and hashing done by the
     caller. Without intermediate flushes deflate's output does not depend on how the input is
-    split, so the length equals ``len(zlib.compress(whole, 6))`` (tested).
+    split, so the length equals ``len(zlib.compress(whole, 6))`` (tested). Input arrives in
+    large batches because every deflate call must re-take the GIL from a busy caller.
     """
 
     def __init__(self) -> None:
         super().__init__(name="flk-zlib", daemon=True)
-        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
         self.raw_len = 0
         self.out_len = 0
         self.error: BaseException | None = None
@@ -93,38 +95,79 @@ class _Compressor(threading.Thread):
                 pass
 
 
+class PendingRowSummary:
+    """:func:`row_summary` split in two: the constructor does the GIL-bound work (formatting,
+    hashing) while compression continues in a worker; :meth:`result` joins it.
+
+    Callers can run GIL-free numpy work between the two calls (see ``compute_signals``).
+    """
+
+    def __init__(
+        self,
+        timestamps: npt.ArrayLike,
+        points: npt.ArrayLike,
+        *,
+        chunk_rows: int = _CHUNK_ROWS,
+        batch_bytes: int = _BATCH_BYTES,
+    ) -> None:
+        cols = _columns(timestamps, points)
+        n = len(cols)
+        self._worker: _Compressor | None = None
+        if n == 0:
+            self._root = merkle_root([])
+            return
+        flat = cols.reshape(-1).tolist()
+        leaves: list[bytes] = []
+        worker = _Compressor()
+        worker.start()
+        self._worker = worker
+        sha = hashlib.sha256
+        batch: list[bytes] = []
+        size = 0
+        try:
+            for start in range(0, n, chunk_rows):
+                k = min(chunk_rows, n - start)
+                text = (_LEAF_ROW * k) % tuple(flat[4 * start : 4 * (start + k)])
+                data = text.encode("ascii")
+                parts = data.split(b"\n")
+                parts.pop()
+                leaves.extend(map(_digest, map(sha, parts)))
+                raw = data.replace(b"\x00", b"")
+                batch.append(raw if start + k < n else raw[:-1])
+                size += len(raw)
+                if size >= batch_bytes:
+                    worker.inbox.put(b"".join(batch))
+                    batch, size = [], 0
+            if batch:
+                worker.inbox.put(b"".join(batch))
+        finally:
+            worker.inbox.put(None)
+        self._root = root_from_leaf_hashes(leaves).hex()
+
+    def result(self) -> tuple[str, float]:
+        """``(merkle_root, r)``; waits for the compression worker."""
+        worker = self._worker
+        if worker is None:
+            return self._root, 1.0
+        worker.join()
+        if worker.error is not None:
+            raise SignalError(f"compression failed: {worker.error}")
+        r = min(1.0, max(0.0, worker.out_len / worker.raw_len)) if worker.raw_len else 1.0
+        return self._root, r
+
+
 def row_summary(
-    timestamps: npt.ArrayLike, points: npt.ArrayLike, *, chunk_rows: int = _CHUNK_ROWS
+    timestamps: npt.ArrayLike,
+    points: npt.ArrayLike,
+    *,
+    chunk_rows: int = _CHUNK_ROWS,
+    batch_bytes: int = _BATCH_BYTES,
 ) -> tuple[str, float]:
     """``(merkle_root, r)`` of the canonical rows, equal to the reference functions.
 
     Rows are formatted in chunks with one ``%`` operation each (C speed), leaves hashed with
     ``map`` (no Python frame per row), and the text compressed in a worker thread.
     """
-    cols = _columns(timestamps, points)
-    n = len(cols)
-    if n == 0:
-        return merkle_root([]), 1.0
-    flat = cols.reshape(-1).tolist()
-    leaves: list[bytes] = []
-    worker = _Compressor()
-    worker.start()
-    sha = hashlib.sha256
-    try:
-        for start in range(0, n, chunk_rows):
-            k = min(chunk_rows, n - start)
-            text = (_LEAF_ROW * k) % tuple(flat[4 * start : 4 * (start + k)])
-            data = text.encode("ascii")
-            parts = data.split(b"\n")
-            parts.pop()
-            leaves.extend(map(_digest, map(sha, parts)))
-            raw = data.replace(b"\x00", b"")
-            worker.inbox.put(raw if start + k < n else raw[:-1])
-    finally:
-        worker.inbox.put(None)
-        worker.join()
-    if worker.error is not None:
-        raise SignalError(f"compression failed: {worker.error}")
-    root = root_from_leaf_hashes(leaves).hex()
-    r = min(1.0, max(0.0, worker.out_len / worker.raw_len)) if worker.raw_len else 1.0
-    return root, r
+    return PendingRowSummary(
+        timestamps, points, chunk_rows=chunk_rows, batch_bytes=batch_bytes
+    ).result()
