@@ -45,8 +45,9 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the command groups (each module defines one click command or group)."""
-    from fractal_lba.cli import keys, serve, wal
+    from fractal_lba.cli import agent, keys, serve, wal
 
+    agent.register(main)
     main.add_command(keys.keygen)
     from fractal_lba.cli.worm import worm
 

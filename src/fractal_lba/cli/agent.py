@@ -1,0 +1,509 @@
+"""``flk build-pcs`` and ``flk agent run|enqueue|status``: thin shells over fractal_lba.agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from fractal_lba.agent import (
+    DEFAULT_SCALES,
+    DEFAULT_SEED,
+    AgentError,
+    Deliverer,
+    Outbox,
+    Result,
+    RetryPolicy,
+    build_pcs,
+    load_events,
+    load_signer,
+)
+from fractal_lba.contract import LATEST_VERSION, PCS, SUPPORTED_VERSIONS, Signer, encode_pcs
+
+F = TypeVar("F", bound=Callable[..., Any])
+EVENT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+DEFAULT_OUTBOX = ".flk/outbox"
+
+
+def _parse_scales(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        scales = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter("expected comma-separated integers, e.g. 2,4,8,16,32") from None
+    return scales
+
+
+def _parse_meta(
+    _ctx: click.Context, _param: click.Parameter, value: Sequence[str]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter("expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def _pcs_options(func: F) -> F:
+    """Options shared by every command that builds a PCS."""
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["csv", "jsonl"]),
+            default=None,
+            help="Event file format (default: from the extension .csv / .jsonl / .ndjson).",
+        ),
+        click.option(
+            "--key",
+            "key_source",
+            envvar="FLK_AGENT_KEY",
+            help="Signing key: the key text, @FILE to read it from a file, or env:VAR. "
+            "Default: $FLK_AGENT_KEY. HMAC keys are text or base64:...; Ed25519 keys are the "
+            "base64 32-byte seed printed by `flk keygen`.",
+        ),
+        click.option(
+            "--alg",
+            type=click.Choice(["hmac", "ed25519"]),
+            default="hmac",
+            show_default=True,
+            help="Signature algorithm.",
+        ),
+        click.option("--shard-id", help="Shard identifier put into the PCS (and its pcs_id)."),
+        click.option(
+            "--scales",
+            default=",".join(map(str, DEFAULT_SCALES)),
+            show_default=True,
+            callback=_parse_scales,
+            help="Box-counting scales, strictly increasing.",
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(0, 2**64 - 1),
+            default=DEFAULT_SEED,
+            show_default=True,
+            help="Seed of the coh_star directions.",
+        ),
+        click.option(
+            "--version",
+            "pcs_version",
+            type=click.Choice(list(SUPPORTED_VERSIONS)),
+            default=LATEST_VERSION,
+            show_default=True,
+            help="PCS schema version to emit.",
+        ),
+        click.option(
+            "--meta",
+            multiple=True,
+            callback=_parse_meta,
+            metavar="KEY=VALUE",
+            help="Metadata entry (version 0.2; repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _require(value: str | None, flag: str) -> str:
+    if not value:
+        raise click.UsageError(f"missing option {flag}")
+    return value
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename (never a partial file)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# -- flk build-pcs ---------------------------------------------------------------------------
+@click.command("build-pcs")
+@click.option("--in", "in_path", required=True, metavar="FILE", help="Event file (CSV / JSONL).")
+@click.option("--epoch", type=click.IntRange(min=0), required=True, help="Epoch number.")
+@click.option("--out", "out_path", metavar="FILE", help="Write the PCS here (atomically).")
+@_pcs_options
+def build_pcs_cmd(
+    in_path: str,
+    epoch: int,
+    out_path: str | None,
+    fmt: str | None,
+    key_source: str | None,
+    alg: str,
+    shard_id: str | None,
+    scales: list[int],
+    seed: int,
+    pcs_version: str,
+    meta: dict[str, str],
+) -> None:
+    """Build and sign one PCS from an event file and print it as JSON.
+
+    The event file is CSV with the header ``timestamp,x,y,z`` or JSONL with one object per
+    line holding those keys. Example:
+
+        flk build-pcs --in events.csv --shard-id shard-001 --epoch 7 --key @hmac.key
+    """
+    signer = load_signer(alg, _require(key_source, "--key"))
+    events = load_events(in_path, fmt)
+    pcs = build_pcs(
+        events,
+        shard_id=_require(shard_id, "--shard-id"),
+        epoch=epoch,
+        signer=signer,
+        scales=scales,
+        seed=seed,
+        version=pcs_version,
+        meta=meta,
+    )
+    body = encode_pcs(pcs) + b"\n"
+    if out_path:
+        _write_atomic(Path(out_path), body)
+    else:
+        click.echo(body.decode("utf-8"), nl=False)
+
+
+# -- flk agent -------------------------------------------------------------------------------
+@click.group()
+def agent() -> None:
+    """Queue PCS in a durable outbox and deliver them to a verifier."""
+
+
+def _expand(inputs: Sequence[str]) -> list[Path]:
+    """Files as given; a directory contributes its event files in name order."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in EVENT_SUFFIXES))
+        else:
+            out.append(path)
+    return out
+
+
+_DIGITS = re.compile(r"(\d+)(?!.*\d)")
+
+
+def _epoch_for(path: Path, index: int, epoch: int | None) -> int:
+    if epoch is not None:
+        return epoch + index
+    found = _DIGITS.search(path.stem)
+    if found is None:
+        raise AgentError(f"{path}: no --epoch given and no epoch number in the file name")
+    return int(found.group(1))
+
+
+def _build_all(
+    files: Sequence[Path],
+    *,
+    epoch: int | None,
+    fmt: str | None,
+    signer: Signer,
+    shard_id: str,
+    scales: list[int],
+    seed: int,
+    pcs_version: str,
+    meta: dict[str, str],
+    first_seq: int,
+) -> list[PCS]:
+    """Build every PCS before queueing any, so one bad file queues nothing."""
+    out = []
+    for i, path in enumerate(files):
+        out.append(
+            build_pcs(
+                load_events(path, fmt),
+                shard_id=shard_id,
+                epoch=_epoch_for(path, i, epoch),
+                signer=signer,
+                scales=scales,
+                seed=seed,
+                version=pcs_version,
+                meta=meta,
+                outbox_seq=first_seq + i,
+            )
+        )
+    return out
+
+
+def _enqueue_inputs(
+    outbox: Outbox,
+    inputs: Sequence[str],
+    *,
+    tenant_id: str | None,
+    **build: Any,
+) -> int:
+    files = _expand(inputs)
+    if not files:
+        raise AgentError("no event files found in the --in paths")
+    signer = load_signer(build.pop("alg"), _require(build.pop("key_source"), "--key"))
+    shard_id = _require(build.pop("shard_id"), "--shard-id")
+    pcs_list = _build_all(
+        files, signer=signer, shard_id=shard_id, first_seq=outbox.next_seq, **build
+    )
+    created = 0
+    for path, pcs in zip(files, pcs_list, strict=True):
+        res = outbox.enqueue(pcs, tenant_id=tenant_id)
+        created += res.created
+        what = "queued" if res.created else "already queued"
+        click.echo(f"{what}: {path} epoch {pcs.epoch} pcs_id {pcs.pcs_id} (#{res.lsn})", err=True)
+    return created
+
+
+def _outbox_option(func: F) -> F:
+    return click.option(
+        "--outbox",
+        "outbox_dir",
+        envvar="FLK_OUTBOX",
+        default=DEFAULT_OUTBOX,
+        show_default=True,
+        help="Outbox directory (default also from $FLK_OUTBOX).",
+    )(func)
+
+
+def _input_options(func: F) -> F:
+    func = click.option(
+        "--epoch",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Epoch of the first file (the next files get epoch+1, ...). Without it each "
+        "file's epoch is the last number in its name, e.g. events-0007.csv -> 7.",
+    )(func)
+    func = click.option(
+        "--tenant-id", default=None, help="Tenant sent as X-Tenant-Id with these PCS."
+    )(func)
+    return func
+
+
+@agent.command("enqueue")
+@click.option(
+    "--in",
+    "inputs",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Event file or directory of event files (repeatable).",
+)
+@_input_options
+@_outbox_option
+@_pcs_options
+def enqueue_cmd(
+    inputs: tuple[str, ...], tenant_id: str | None, outbox_dir: str, **build: Any
+) -> None:
+    """Build PCS from event files and queue them durably, without delivering.
+
+    Queueing is idempotent: a PCS whose pcs_id is already in the outbox is not queued again.
+    """
+    with Outbox(outbox_dir) as outbox:
+        _enqueue_inputs(outbox, inputs, tenant_id=tenant_id, **build)
+
+
+class _Stop(Exception):
+    """SIGTERM / SIGINT received in the watch loop."""
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+@agent.command("run")
+@click.option(
+    "--in",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="Event file or directory (repeatable). Without it, only deliver what is pending.",
+)
+@click.option(
+    "--endpoint",
+    required=True,
+    help="Full submit URL, e.g. http://127.0.0.1:8080/v1/pcs/submit.",
+)
+@click.option("--once", is_flag=True, help="Queue, deliver until the outbox is empty, exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scans of the --in paths when not --once.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Attempts per PCS before it is dead-lettered (0: unlimited).",
+)
+@click.option(
+    "--max-elapsed",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds of retrying per PCS before it is dead-lettered (0: unlimited).",
+)
+@click.option(
+    "--backoff-base",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="First backoff ceiling in seconds (doubles per retry, full jitter).",
+)
+@click.option(
+    "--backoff-cap",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Largest backoff ceiling in seconds.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="HTTP timeout in seconds.",
+)
+@_input_options
+@_outbox_option
+@_pcs_options
+def run_cmd(
+    inputs: tuple[str, ...],
+    endpoint: str,
+    once: bool,
+    interval: float,
+    max_attempts: int,
+    max_elapsed: float,
+    backoff_base: float,
+    backoff_cap: float,
+    timeout: float,
+    tenant_id: str | None,
+    outbox_dir: str,
+    **build: Any,
+) -> None:
+    """Queue PCS built from the --in files, then deliver everything pending.
+
+    Delivery retries 429, 5xx and connection errors with capped exponential backoff (full
+    jitter, honouring Retry-After); other 4xx answers move the PCS to the dead-letter file
+    OUTBOX/dlq.jsonl. A crash at any point loses nothing: restart and pending PCS are sent
+    again. With --once the command exits when the outbox is empty (status 1 if anything was
+    dead-lettered); otherwise it keeps scanning the --in paths every --interval seconds.
+    """
+    policy = RetryPolicy(
+        base_delay=backoff_base,
+        max_delay=backoff_cap,
+        max_attempts=max_attempts,
+        max_elapsed=max_elapsed,
+    )
+    dead_total = 0
+    seen: set[tuple[str, int, int]] = set()
+    old_term = signal.signal(signal.SIGTERM, _raise_stop)
+    with (
+        Outbox(outbox_dir) as outbox,
+        Deliverer(outbox, endpoint, policy=policy, timeout=timeout) as deliverer,
+    ):
+        try:
+            while True:
+                if inputs:
+                    fresh = [p for p in _expand(inputs) if _stamp(p) not in seen]
+                    if fresh or once:
+                        _enqueue_inputs(
+                            outbox, [str(p) for p in fresh], tenant_id=tenant_id, **dict(build)
+                        )
+                        seen.update(_stamp(p) for p in fresh)
+                dead_total += _deliver(outbox, deliverer)
+                if once:
+                    break
+                time.sleep(interval)
+        except (_Stop, KeyboardInterrupt):
+            click.echo("stopped", err=True)
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+        stats = outbox.stats()
+    click.echo(f"pending: {stats.pending}  acked: {stats.acked}  dead-lettered: {stats.dead}")
+    if dead_total:
+        click.echo(
+            f"warning: {dead_total} PCS dead-lettered in this run; see {outbox.dlq_path}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def _deliver(outbox: Outbox, deliverer: Deliverer) -> int:
+    """Deliver all pending entries; a progress bar only when stderr is a terminal."""
+    from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed (types-tqdm)
+
+    pending = outbox.stats().pending
+    if not pending:
+        return 0
+    with tqdm(total=pending, unit="pcs", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+
+        def progress(_result: Result) -> None:
+            bar.update(1)
+
+        report = deliverer.deliver_pending(progress)
+    return report.dead
+
+
+@agent.command("status")
+@_outbox_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status_cmd(outbox_dir: str, as_json: bool) -> None:
+    """Show pending / acked / dead-lettered counts (works while an agent is running)."""
+    if not Path(outbox_dir).is_dir():
+        raise AgentError(f"no outbox at {outbox_dir}")
+    stats = Outbox.read_stats(outbox_dir)
+    dlq = str(Path(outbox_dir) / "dlq.jsonl")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "pending": stats.pending,
+                    "acked": stats.acked,
+                    "dead_lettered": stats.dead,
+                    "oldest_pending_lsn": stats.oldest_pending_lsn,
+                    "dlq_file": dlq,
+                }
+            )
+        )
+        return
+    click.echo(f"pending: {stats.pending}")
+    click.echo(f"acked: {stats.acked}")
+    click.echo(f"dead-lettered: {stats.dead}")
+    if stats.dead:
+        click.echo(f"dlq file: {dlq}")
+
+
+def register(main: click.Group) -> None:
+    """Attach ``build-pcs`` and the ``agent`` group to the root command."""
+    main.add_command(build_pcs_cmd)
+    main.add_command(agent)
