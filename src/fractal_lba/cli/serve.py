@@ -40,17 +40,17 @@ def serve(
 ) -> None:
     """Run the PCS verifier (POST /v1/pcs/submit, /health, /ready, /metrics)."""
     overrides = {
-        "HOST": host,
-        "PORT": None if port is None else str(port),
-        "DATA_DIR": None if data_dir is None else str(data_dir),
-        "DEDUP_BACKEND": dedup_backend,
-        "LOG_LEVEL": log_level,
+        name: value
+        for name, value in {
+            "HOST": host,
+            "PORT": None if port is None else str(port),
+            "DATA_DIR": None if data_dir is None else str(data_dir),
+            "DEDUP_BACKEND": dedup_backend,
+            "LOG_LEVEL": log_level,
+        }.items()
+        if value is not None
     }
-    # Workers are separate processes that build their Settings from the environment.
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[name] = value
-    settings = Settings.from_env()
+    settings = Settings.from_env({**os.environ, **overrides})
     if workers > 1 and settings.dedup_backend == "memory":
         raise ConfigError(
             "DEDUP_BACKEND=memory keeps outcomes inside one process; it cannot be used with "
@@ -82,6 +82,8 @@ def serve(
     if workers == 1:
         uvicorn.run(app_from_env(settings), **common)  # type: ignore[arg-type]
         return
+    # Workers are separate processes that build their Settings from the environment.
+    os.environ.update(overrides)
     mp_dir = settings.data_dir / MULTIPROC_DIRNAME
     shutil.rmtree(mp_dir, ignore_errors=True)
     mp_dir.mkdir(parents=True)
