@@ -1,0 +1,45 @@
+"""Fixtures for the audit log tests: entries, keys, a fake clock, a started WormLog."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from audit_helpers import FakeClock
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fractal_lba.audit.worm import WormLog
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_log(tmp_path: Path, key: Ed25519PrivateKey, clock: FakeClock) -> Callable[..., WormLog]:
+    def factory(**kw: object) -> WormLog:
+        args: dict[str, object] = {
+            "signing_key": key,
+            "clock": clock,
+            "maintenance_interval": None,
+            "origin": "example.org/audit",
+        }
+        args.update(kw)
+        return WormLog(tmp_path / "worm", **args)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture
+async def started(make_log: Callable[..., WormLog]) -> AsyncIterator[WormLog]:
+    log = make_log()
+    await log.start()
+    yield log
+    await log.close()
