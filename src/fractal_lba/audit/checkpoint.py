@@ -131,6 +131,8 @@ def split_note(note: str) -> tuple[str, list[NoteSignature]]:
             raise CheckpointError("signature is not valid base64") from None
         if len(blob) < 5:
             raise CheckpointError("signature too short")
+        if base64.b64encode(blob).decode("ascii") != parts[1]:
+            raise CheckpointError("signature is not canonical base64")
         sigs.append(NoteSignature(parts[0], blob[:4], blob[4:]))
     return body, sigs
 

@@ -70,7 +70,7 @@ def proof_bytes(proof: dict[str, Any]) -> bytes:
 def parse_vkey(vkey: str) -> tuple[str, Ed25519PublicKey]:
     """Parse a ``name+hash+base64(0x01||key)`` verifier key; check its key hash."""
     try:
-        name, kh, blob = vkey.strip().split("+")
+        name, kh, blob = vkey.strip().split("+", 2)
         raw = base64.b64decode(blob, validate=True)
     except (ValueError, binascii.Error):
         raise CheckpointError("malformed verifier key") from None
