@@ -43,6 +43,8 @@ _SIZE_SUFFIX = {
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_DURATION_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
 T = TypeVar("T")
@@ -74,6 +76,8 @@ class Settings:
     """Audit log directory; ``None`` means ``<data_dir>/audit``."""
     worm_max_segment_size: int = 100 * 1024 * 1024
     wal_segment_size: int = 64 * 1024 * 1024
+    wal_retention: float = 7 * 86400.0
+    """Finished inbox WAL segments older than this are compacted by the running server."""
     strict_mode: bool = False
     region_id: str = "local"
     log_level: str = "INFO"
@@ -140,6 +144,7 @@ class Settings:
             worm_base_dir=p.path("WORM_BASE_DIR"),
             worm_max_segment_size=p.size("WORM_MAX_SEGMENT_SIZE", 100 * 1024 * 1024),
             wal_segment_size=p.size("WAL_SEGMENT_SIZE", 64 * 1024 * 1024),
+            wal_retention=p.duration("WAL_RETENTION", 7 * 86400.0),
             strict_mode=p.boolean("STRICT_MODE", False),
             region_id=p.text("REGION_ID") or "local",
             log_level=p.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
@@ -154,6 +159,14 @@ class Settings:
         )
         refuse_unimplemented(settings)
         return settings
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``7d``, ``12h``, ``30m``, ``45s`` or plain seconds; ValueError otherwise."""
+    m = _DURATION.match(text.strip().lower())
+    if m is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
 
 
 def refuse_unimplemented(s: Settings) -> None:
@@ -237,6 +250,15 @@ class _Parser:
         if not (isinstance(out, int | float) and math.isfinite(out) and lo <= out <= hi):
             raise ConfigError(f"{name} must be {what}")
         return out
+
+    def duration(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a duration like 7d, 12h, 30m or 3600") from None
 
     def size(self, name: str, default: int) -> int:
         value = self.raw(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -209,6 +210,15 @@ class PrivateRedis:
                 return False
 
         wait_until(up, timeout=10, what="private redis-server")
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted but nothing answers (a hung backend)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None

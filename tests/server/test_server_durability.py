@@ -272,3 +272,45 @@ def test_compaction_removes_only_old_finished_prefix(tmp_path: Path) -> None:
         assert [a.request_id for a in remaining] == ["r3"]
     finally:
         log.close()
+
+
+@pytest.mark.redis
+async def test_hung_redis_is_503_within_the_timeout_not_a_hang(
+    settings_for: Callable[..., Settings], private_redis: Any
+) -> None:
+    settings = settings_for(
+        DEDUP_BACKEND="redis", REDIS_URL=private_redis.url, REQUEST_TIMEOUT="1.0"
+    )
+    await _outage_roundtrip(settings, kill=private_redis.pause, revive=private_redis.resume)
+
+
+async def test_wal_failure_is_503_and_nothing_else_happens(make_harness: Make) -> None:
+    from fractal_lba.wal import WalError
+
+    async with make_harness() as h:
+        log = h.app.inbox.log
+
+        def broken(payloads: Any) -> list[int]:
+            raise WalError("disk on fire (test)")
+
+        log.append = broken  # type: ignore[method-assign]
+        resp = await h.submit(body(make_pcs()))
+        assert resp.status_code == 503 and resp.json()["error"] == "wal_unavailable"
+        assert resp.headers["retry-after"] == "1"
+        assert (h.store.gets, h.store.puts) == (0, 0) and h.audit.entries == []
+        assert h.app.replayer.deferred == 0
+        text = (await h.client.get("/metrics")).text
+        assert "flk_wal_errors_total 1.0" in text and "flk_ingest_total 0.0" in text
+        del log.append  # back to the real method for a clean shutdown
+
+
+async def test_running_server_compacts_its_own_finished_segments(make_harness: Make) -> None:
+    async with make_harness(WAL_SEGMENT_SIZE="4096", WAL_RETENTION="0") as h:
+        for epoch in range(12):
+            assert (await h.submit(body(make_pcs(epoch=epoch)))).status_code == 200
+        before = len(h.app.inbox.log.segments())
+        removed = await h.app.compact_wal()
+        assert removed >= 1 and len(h.app.inbox.log.segments()) == before - removed
+        left = pending_admits(h.app.inbox.log.iter_records())
+        assert len(left) <= 1  # at most the last request, whose marker is still queued
+        assert "flk_wal_segments_compacted_total" in (await h.client.get("/metrics")).text

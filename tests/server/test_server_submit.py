@@ -256,6 +256,10 @@ async def test_decision_table(
         [entry] = h.audit.by_request(resp.headers["x-request-id"])
         assert entry.verify_outcome == ("accepted" if status == 200 else "escalated")
         assert entry.reason == reason
+        if reason is not None and reason.startswith("sanity:"):
+            check = reason.split(":", 1)[1]
+            metrics = (await h.client.get("/metrics")).text
+            assert f'flk_sanity_check_failed_total{{check="{check}"}} 1.0' in metrics
 
 
 async def test_decision_table_anomaly(make_harness: Make) -> None:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
 
+from fractal_lba.config import parse_duration
 from fractal_lba.errors import ConfigError
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-
-def parse_duration(text: str) -> float:
-    """``7d``, ``12h``, ``30m``, ``45s`` or plain seconds."""
-    m = _DURATION.match(text.strip().lower())
-    if m is None:
-        raise ConfigError(f"--retention must look like 7d, 12h, 30m or 3600, got {text!r}")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+def parse_retention(text: str) -> float:
+    """``--retention`` in seconds (``7d``, ``12h``, ``30m``, ``3600``)."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(
+            f"--retention must look like 7d, 12h, 30m or 3600, got {text!r}"
+        ) from None
 
 
 def _wal_root(data_dir: Path | None) -> Path:
@@ -67,7 +66,7 @@ def compact_cmd(data_dir: Path | None, retention: str) -> None:
     from fractal_lba.server.inbox import compact, inbox_dirs
     from fractal_lba.wal import WalLockedError, WalLog
 
-    retention_s = parse_duration(retention)
+    retention_s = parse_retention(retention)
     locked: list[str] = []
     dirs = inbox_dirs(_wal_root(data_dir))
     if not dirs:

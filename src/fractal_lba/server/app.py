@@ -41,7 +41,7 @@ from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.config import Settings
 from fractal_lba.errors import FlkError
 from fractal_lba.policy import Policy, default_policy
-from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans
+from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans, compact
 from fractal_lba.server.logs import LOGGER_NAME
 from fractal_lba.server.metrics import Metrics
 from fractal_lba.server.pipeline import (
@@ -78,6 +78,7 @@ CRASH_HOOK_ENV = "FLK_TEST_CRASH_AFTER_WAL"
 prove replay). Inert unless set; never set it in production."""
 
 _ROUTE = "submit"
+COMPACT_INTERVAL_S = 3600.0
 
 
 def _static(status: int, error: str, field: str | None, detail: str) -> Reply:
@@ -93,6 +94,7 @@ _R405 = Reply(
 _R415 = _static(415, "unsupported_media_type", "Content-Type", "must be application/json")
 _R413 = _static(413, "payload_too_large", "body", f"at most {MAX_BODY} bytes")
 _R400_LENGTH = _static(400, "invalid_header", "Content-Length", "must be a non-negative integer")
+_R400_GONE = _static(400, "incomplete_body", "body", "client disconnected before the body ended")
 _R401_TENANT = _static(
     401, "unknown_tenant", "X-Tenant-Id", "this server does not serve that tenant"
 )
@@ -162,6 +164,7 @@ class VerifierApp:
         self._rid_prefix = secrets.token_hex(6) + "-"
         self._rid = itertools.count(1)
         self._started = False
+        self._compactor: asyncio.Task[None] | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._metrics_auth = _basic_auth_value(settings)
         self.cold = Starlette(
@@ -204,6 +207,7 @@ class VerifierApp:
             )
             await self.replayer.replay_startup(pending, self._sink, orphans, self.audit_for)
             self.replayer.start()
+            self._compactor = asyncio.create_task(self._compact_loop(), name="flk-wal-compact")
         except BaseException:
             await self._close_all()
             raise
@@ -216,7 +220,32 @@ class VerifierApp:
         self._started = False
         await self._close_all()
 
+    async def compact_wal(self) -> int:
+        """Remove this worker's finished inbox segments older than WAL_RETENTION."""
+        report = await asyncio.to_thread(
+            compact, self.inbox.log, retention_s=self.settings.wal_retention
+        )
+        if report.removed:
+            self.metrics.wal_compacted.inc(len(report.removed))
+            log.info("inbox WAL compacted", extra={"count": len(report.removed)})
+        return len(report.removed)
+
+    async def _compact_loop(self) -> None:
+        """Compact at startup and then every COMPACT_INTERVAL_S (the CLI cannot touch a live
+        directory, so the owner does it)."""
+        while True:
+            try:
+                await self.compact_wal()
+            except (FlkError, OSError):
+                log.error("inbox WAL compaction failed", exc_info=True)
+            await asyncio.sleep(COMPACT_INTERVAL_S)
+
     async def _close_all(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+            self._compactor = None
         await self.replayer.close()
         for closer in (self.inbox.close, self.audit.close, self.store.close):
             try:
@@ -305,7 +334,10 @@ class VerifierApp:
                 return _R400_LENGTH, None, None
             if int(clen) > MAX_BODY:
                 return _R413, None, None
-        body = await _read_body(receive, MAX_BODY)
+        try:
+            body = await _read_body(receive, MAX_BODY)
+        except _ClientGone:
+            return _R400_GONE, None, None
         if body is None:
             return _R413, None, None
         # 2. inbox WAL: durable before anything looks at the body
@@ -392,26 +424,28 @@ def _basic_auth_value(settings: Settings) -> bytes | None:
     return b"Basic " + base64.b64encode(raw)
 
 
+class _ClientGone(Exception):
+    """The client disconnected before the whole body arrived."""
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None as soon as it exceeds ``limit`` bytes."""
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body if len(body) <= limit else None
-    chunks = [body]
-    size = len(body)
+    """The request body, or None as soon as it exceeds ``limit`` bytes.
+
+    Raises :class:`_ClientGone` on a disconnect, so a truncated body is never admitted.
+    """
+    chunks: list[bytes] = []
+    size = 0
     while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
         if size > limit:
             return None
-        if message["type"] == "http.disconnect":
-            break
-        if not message.get("more_body", False):
-            break
-        message = await receive()
-        chunk = message.get("body", b"")
         chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks) if size <= limit else None
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _NotStartedAudit:

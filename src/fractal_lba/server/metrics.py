@@ -82,6 +82,14 @@ class Metrics:
         self.replayed = Counter(
             "flk_replayed", "Inbox WAL records re-run after a restart or outage.", registry=registry
         )
+        self.sanity_failed = Counter(
+            "flk_sanity_check_failed", "PCS that failed a sanity check, by check.", ["check"],
+            registry=registry,
+        )  # fmt: skip
+        self.wal_compacted = Counter(
+            "flk_wal_segments_compacted", "Inbox WAL segments removed by compaction.",
+            registry=registry,
+        )  # fmt: skip
         self.anomaly_score = Histogram(
             "flk_anomaly_score", "Anomaly score of verified PCS.", buckets=_SCORE_BUCKETS,
             registry=registry,

@@ -194,6 +194,7 @@ class Pipeline:
             status, body, reason = result.status_code, encode_result(result), result.reason
         except SanityRejected as exc:
             status, body, reason = 400, error_body(exc.code, exc.field, exc.detail), exc.code
+            self.metrics.sanity_failed.labels(check=exc.field).inc()
         # 9. dedup write, first write wins
         mine = StoredOutcome(status, body, payload_hash, adm.request_id, self.clock())
         try:
@@ -337,6 +338,9 @@ class Pipeline:
     def _count_result(self, ctx: TenantContext, result: VerifyResult) -> None:
         m = self.metrics
         m.anomaly_score.observe(result.anomaly_score)
+        reason = result.reason
+        if reason is not None and reason.startswith("sanity:"):
+            m.sanity_failed.labels(check=reason[len("sanity:") :]).inc()
         if result.accepted and not result.escalated:
             ctx.counters.accepted.inc()
             m.accepted.inc()
