@@ -49,6 +49,8 @@ def test_defaults_are_the_embedded_service() -> None:
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"REQUEST_TIMEOUT": "0"}, "REQUEST_TIMEOUT"),
         ({"WORM_MAX_SEGMENT_SIZE": "lots"}, "WORM_MAX_SEGMENT_SIZE"),
+        ({"WAL_RETENTION": "a week"}, "WAL_RETENTION"),
+        ({"DEDUP_NAMESPACE": "bad-name"}, "DEDUP_NAMESPACE"),
         ({"VRF_MODE": "sometimes"}, "VRF_MODE"),
         ({"PII_SCAN_MODE": "shred"}, "PII_SCAN_MODE"),
         ({"TENANTS": "acme:hmac"}, "TENANTS"),
