@@ -128,6 +128,12 @@ class Deliverer:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        try:
+            url = httpx.URL(endpoint)
+        except httpx.InvalidURL:
+            raise AgentError("endpoint is not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise AgentError("endpoint must be an http:// or https:// URL with a host")
         self.outbox = outbox
         self.endpoint = endpoint
         self.policy = policy or RetryPolicy()
@@ -168,6 +174,8 @@ class Deliverer:
             retry_after: float | None = None
             try:
                 response = self._post(entry)
+            except httpx.UnsupportedProtocol:
+                raise AgentError("endpoint must be an http:// or https:// URL") from None
             except httpx.TransportError as exc:
                 error = f"connection_error: {type(exc).__name__}"
             except httpx.HTTPError as exc:  # invalid URL and the like: retrying cannot help

@@ -198,6 +198,8 @@ def _explain(msg: str) -> str:
         if f"required field `{col}`" in msg:
             return f"missing field {col!r}"
         if msg.endswith(f"`$.{col}`"):
+            if msg.startswith("Number out of range"):
+                return f"field {col!r} is not finite"
             return f"field {col!r} must be a number"
     if "Expected `object`" in msg:
         return "each line must be a JSON object"
