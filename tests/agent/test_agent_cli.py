@@ -194,3 +194,13 @@ def test_bad_input_exits_with_one_clean_line(tmp_path: Path, case: str) -> None:
     assert proc.stdout == ""
     for secret in (KEY, EVENT_VALUE):
         assert secret not in proc.stderr + proc.stdout
+
+
+def test_watch_loop_refuses_an_explicit_epoch(tmp_path: Path) -> None:
+    ev = write_csv(tmp_path / "e.csv", sample_rows(5))
+    code, _, err = run(
+        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x", "--key", KEY,
+        "--shard-id", "s", "--outbox", str(tmp_path / "ob"), "--epoch", "1",
+    )  # fmt: skip
+    assert code == 2 and "--epoch needs --once" in err
+    assert not (tmp_path / "ob").exists()

@@ -85,3 +85,40 @@ def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
     assert set(entries) == expected and max(entries.values()) == 1  # restart queued nothing twice
     assert len(acks) == FILES and max(acks.values()) == 1  # no duplicate acks
     assert not (outbox / "dlq.jsonl").exists()
+
+
+def test_watch_loop_picks_up_new_files_and_stops_on_sigterm(tmp_path: Path) -> None:
+    indir = tmp_path / "in"
+    indir.mkdir()
+    for epoch in (1, 2):
+        write_csv(indir / f"events-{epoch:03d}.csv", sample_rows(10, seed=epoch))
+    (indir / "events-009.csv").write_text("timestamp,x,y,z\n1,2,3\n")  # bad: skipped, loop lives
+    outbox = tmp_path / "outbox"
+    with Receiver() as rx:
+        watch = [
+            FLK, "agent", "run", "--in", str(indir), "--endpoint", rx.url,
+            "--shard-id", "s", "--outbox", str(outbox), "--interval", "0.1",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            watch,
+            env={**os.environ, "FLK_AGENT_KEY": KEY},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: rx.count == 2, what="the first two PCS")
+            tmp = tmp_path / "events-003.tmp"
+            write_csv(tmp, sample_rows(10, seed=3))
+            tmp.rename(indir / "events-003.csv")
+            wait_for(lambda: rx.count == 3, what="the PCS of the new file")
+            wait_for(lambda: Outbox.read_stats(outbox).acked == 3, what="the third ack")
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == 0, err
+    assert "pending: 0  acked: 3  dead-lettered: 0" in out
+    assert "warning: skipped" in err and "events-009.csv:2" in err
+    assert sorted(json.loads(s.body)["epoch"] for s in rx.seen) == [1, 2, 3]

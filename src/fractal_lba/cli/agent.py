@@ -254,18 +254,35 @@ def _enqueue_inputs(
     inputs: Sequence[str],
     *,
     tenant_id: str | None,
+    strict: bool = True,
     **build: Any,
 ) -> int:
+    """Build and queue a PCS per event file; returns how many were new.
+
+    ``strict``: one bad file fails the command before anything is queued. Otherwise (the
+    watch loop) a bad file is reported and skipped, so a half-written file cannot stop the
+    agent; it is retried when it changes.
+    """
     files = _expand(inputs)
-    if not files:
+    if not files and strict:
         raise AgentError("no event files found in the --in paths")
     signer = load_signer(build.pop("alg"), _require(build.pop("key_source"), "--key"))
     shard_id = _require(build.pop("shard_id"), "--shard-id")
-    pcs_list = _build_all(
-        files, signer=signer, shard_id=shard_id, first_seq=outbox.next_seq, **build
-    )
+    common = {"signer": signer, "shard_id": shard_id, **build}
+    if strict:
+        pcs_list = _build_all(files, first_seq=outbox.next_seq, **common)
+        pairs = list(zip(files, pcs_list, strict=True))
+    else:
+        pairs = []
+        for path in files:
+            try:
+                (pcs,) = _build_all([path], first_seq=outbox.next_seq + len(pairs), **common)
+            except AgentError as exc:
+                click.echo(f"warning: skipped {path}: {exc}", err=True)
+                continue
+            pairs.append((path, pcs))
     created = 0
-    for path, pcs in zip(files, pcs_list, strict=True):
+    for path, pcs in pairs:
         res = outbox.enqueue(pcs, tenant_id=tenant_id)
         created += res.created
         what = "queued" if res.created else "already queued"
@@ -408,8 +425,12 @@ def run_cmd(
     jitter, honouring Retry-After); other 4xx answers move the PCS to the dead-letter file
     OUTBOX/dlq.jsonl. A crash at any point loses nothing: restart and pending PCS are sent
     again. With --once the command exits when the outbox is empty (status 1 if anything was
-    dead-lettered); otherwise it keeps scanning the --in paths every --interval seconds.
+    dead-lettered); otherwise it keeps scanning the --in paths every --interval seconds for
+    new or changed files (epochs from file names; unreadable files are skipped with a
+    warning) until SIGTERM / Ctrl-C.
     """
+    if not once and build.get("epoch") is not None:
+        raise click.UsageError("--epoch needs --once; the watch loop takes epochs from file names")
     policy = RetryPolicy(
         base_delay=backoff_base,
         max_delay=backoff_cap,
@@ -429,7 +450,11 @@ def run_cmd(
                     fresh = [p for p in _expand(inputs) if _stamp(p) not in seen]
                     if fresh or once:
                         _enqueue_inputs(
-                            outbox, [str(p) for p in fresh], tenant_id=tenant_id, **dict(build)
+                            outbox,
+                            [str(p) for p in fresh],
+                            tenant_id=tenant_id,
+                            strict=once,
+                            **dict(build),
                         )
                         seen.update(_stamp(p) for p in fresh)
                 dead_total += _deliver(outbox, deliverer)
