@@ -26,7 +26,7 @@ import msgspec
 
 from fractal_lba.agent.build import utc_now
 from fractal_lba.agent.errors import OutboxError
-from fractal_lba.contract import PCS, encode_pcs
+from fractal_lba.contract import FT, PCS, encode_pcs
 from fractal_lba.wal import WalLog
 from fractal_lba.wal.log import SUFFIX
 from fractal_lba.wal.records import scan
@@ -187,7 +187,7 @@ class Outbox:
     # -- queue -----------------------------------------------------------------------------
     @property
     def next_seq(self) -> int:
-        """The lsn the next new entry gets (use as the PCS ``ft.outbox_seq``)."""
+        """The lsn the next appended record gets."""
         return self._wal.next_lsn
 
     def lookup(self, pcs_id: str) -> int | None:
@@ -195,10 +195,18 @@ class Outbox:
         return self._state.ids.get(pcs_id)
 
     def enqueue(self, pcs: PCS, *, tenant_id: str | None = None) -> Enqueued:
-        """Durably queue ``pcs`` (fsync'd before returning); a known ``pcs_id`` is a no-op."""
+        """Durably queue ``pcs`` (fsync'd before returning); a known ``pcs_id`` is a no-op.
+
+        The queued copy carries ``ft.outbox_seq`` = its lsn.
+        """
         known = self._state.ids.get(pcs.pcs_id)
         if known is not None:
             return Enqueued(known, False, pcs.pcs_id)
+        # ft is not signed: stamping the entry's lsn keeps the signature valid.
+        ft = pcs.ft if pcs.ft is not None else FT()
+        pcs = msgspec.structs.replace(
+            pcs, ft=msgspec.structs.replace(ft, outbox_seq=self._wal.next_lsn)
+        )
         rec = EntryRecord(
             pcs_id=pcs.pcs_id,
             version=pcs.version,

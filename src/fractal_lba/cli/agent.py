@@ -228,7 +228,6 @@ def _build_all(
     seed: int,
     pcs_version: str,
     meta: dict[str, str],
-    first_seq: int,
 ) -> list[PCS]:
     """Build every PCS before queueing any, so one bad file queues nothing."""
     out = []
@@ -243,7 +242,6 @@ def _build_all(
                 seed=seed,
                 version=pcs_version,
                 meta=meta,
-                outbox_seq=first_seq + i,
             )
         )
     return out
@@ -270,13 +268,13 @@ def _enqueue_inputs(
     shard_id = _require(build.pop("shard_id"), "--shard-id")
     common = {"signer": signer, "shard_id": shard_id, **build}
     if strict:
-        pcs_list = _build_all(files, first_seq=outbox.next_seq, **common)
+        pcs_list = _build_all(files, **common)
         pairs = list(zip(files, pcs_list, strict=True))
     else:
         pairs = []
         for path in files:
             try:
-                (pcs,) = _build_all([path], first_seq=outbox.next_seq + len(pairs), **common)
+                (pcs,) = _build_all([path], **common)
             except AgentError as exc:
                 click.echo(f"warning: skipped {path}: {exc}", err=True)
                 continue
