@@ -8,6 +8,7 @@ echo event values or unknown keys.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -170,7 +171,8 @@ def _parse_jsonl(data: bytes, name: str) -> npt.NDArray[np.float64]:
     if len(events) != len(lines):
         _diagnose_jsonl(data, name)
         raise EventFileError(name, "malformed JSONL")
-    table = np.array(list(map(_fields, events)), dtype=np.float64).reshape(-1, 4)
+    flat = itertools.chain.from_iterable(map(_fields, events))
+    table = np.fromiter(flat, np.float64, count=4 * len(events)).reshape(-1, 4)
     if not np.isfinite(table).all():
         _diagnose_jsonl(data, name)
         raise EventFileError(name, "malformed JSONL")

@@ -77,7 +77,9 @@ class _Compressor(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="flk-zlib", daemon=True)
-        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(
+            maxsize=8
+        )  # bounds memory to ~8 batches
         self.raw_len = 0
         self.out_len = 0
         self.error: BaseException | None = None
@@ -110,6 +112,8 @@ class PendingRowSummary:
         chunk_rows: int = _CHUNK_ROWS,
         batch_bytes: int = _BATCH_BYTES,
     ) -> None:
+        if chunk_rows < 1 or batch_bytes < 1:
+            raise SignalError("chunk_rows and batch_bytes must be positive")
         cols = _columns(timestamps, points)
         n = len(cols)
         self._worker: _Compressor | None = None
