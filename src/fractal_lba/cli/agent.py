@@ -494,6 +494,7 @@ def _deliver(outbox: Outbox, deliverer: Deliverer) -> int:
             bar.update(1)
 
         report = deliverer.deliver_pending(progress)
+    outbox.compact()  # drop sealed segments with nothing pending: the outbox stays bounded
     return report.dead
 
 
