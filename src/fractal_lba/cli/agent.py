@@ -28,6 +28,7 @@ from fractal_lba.agent import (
     load_events,
     load_signer,
 )
+from fractal_lba.agent.synthetic import SHAPES, synthetic_csv
 from fractal_lba.contract import LATEST_VERSION, PCS, SUPPORTED_VERSIONS, Signer, encode_pcs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -143,6 +144,39 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 # -- flk build-pcs ---------------------------------------------------------------------------
+@click.command("gen-events")
+@click.option(
+    "--shape",
+    type=click.Choice(SHAPES),
+    default="plane",
+    show_default=True,
+    help="line ~ D_hat 1, plane ~ 2, cube ~ 3, cluster = high coherence (sticky).",
+)
+@click.option(
+    "--n",
+    "count",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Number of events.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write here (atomically) instead of stdout.",
+)
+def gen_events_cmd(shape: str, count: int, seed: int, out: str | None) -> None:
+    """Write a synthetic event stream (CSV ``timestamp,x,y,z``) for trying things out."""
+    data = synthetic_csv(shape, count, seed)
+    if out is None:
+        click.echo(data.decode("ascii"), nl=False)
+    else:
+        _write_atomic(Path(out), data)
+
+
 @click.command("build-pcs")
 @click.option("--in", "in_path", required=True, metavar="FILE", help="Event file (CSV / JSONL).")
 @click.option("--epoch", type=click.IntRange(min=0), required=True, help="Epoch number.")
@@ -483,7 +517,7 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 
 def _deliver(outbox: Outbox, deliverer: Deliverer) -> int:
     """Deliver all pending entries; a progress bar only when stderr is a terminal."""
-    from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed (types-tqdm)
+    from tqdm import tqdm
 
     pending = outbox.stats().pending
     if not pending:
@@ -529,5 +563,6 @@ def status_cmd(outbox_dir: str, as_json: bool) -> None:
 
 def register(main: click.Group) -> None:
     """Attach ``build-pcs`` and the ``agent`` group to the root command."""
+    main.add_command(gen_events_cmd)
     main.add_command(build_pcs_cmd)
     main.add_command(agent)

@@ -103,7 +103,7 @@ def verify(
     bar: Any = None
     progress: Callable[[int], None] | None = None
     if sys.stderr.isatty():
-        from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed
+        from tqdm import tqdm
 
         bar = tqdm(unit=" entries", unit_scale=True, file=sys.stderr)
         progress = bar.update
