@@ -76,6 +76,13 @@ MAX_BODY = 64 * 1024
 CRASH_HOOK_ENV = "FLK_TEST_CRASH_AFTER_WAL"
 """Test hook: when ``1``, the process SIGKILLs itself right after a durable WAL append (to
 prove replay). Inert unless set; never set it in production."""
+BENCH_NULL_PATH = "/v1/bench/null"
+BENCH_NULL_ENV = "FLK_BENCH_NULL_ENDPOINT"
+"""Benchmark hook: when ``1``, ``POST /v1/bench/null`` reads the body and answers a fixed 200
+JSON without any work, so the benchmark can report the submit path as a fraction of this
+stack's ceiling (same uvicorn, loop, parser and worker count). Off by default."""
+_NULL_BODY = b'{"accepted":true,"null":true}'
+_NULL_HEADERS = (*JSON_HEADERS, (b"content-length", str(len(_NULL_BODY)).encode()))
 
 _ROUTE = "submit"
 COMPACT_INTERVAL_S = 3600.0
@@ -142,6 +149,7 @@ class VerifierApp:
         metrics_registry: Callable[[], CollectorRegistry] | None = None,
         clock: Callable[[], float] = time.time,
         crash_after_wal: bool = False,
+        bench_null: bool = False,
     ) -> None:
         self.settings = settings
         self.store = components.store
@@ -155,6 +163,9 @@ class VerifierApp:
         self._metrics_registry = metrics_registry or (lambda: registry)
         self.clock = clock
         self._crash_after_wal = crash_after_wal
+        self._bench_null = bench_null
+        self._wal_fsyncs_seen = 0
+        self._audit_fsyncs_seen = 0
         self.contexts: dict[str, TenantContext] = {
             t.id: TenantContext.build(t, self.metrics) for t in resolver.tenants()
         }
@@ -182,6 +193,8 @@ class VerifierApp:
             await self._submit(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif self._bench_null and kind == "http" and scope["path"] == BENCH_NULL_PATH:
+            await self._null(receive, send)
         else:
             await self.cold(scope, receive, send)
 
@@ -282,6 +295,7 @@ class VerifierApp:
     async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
         reply, extra, adm = await self._handle(scope, receive)
+        self._count_fsyncs()
         length = (b"content-length", str(len(reply.body)).encode())
         headers = (*reply.headers, length) if extra is None else (*reply.headers, length, *extra)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -366,6 +380,28 @@ class VerifierApp:
         else:
             self.replayer.defer(adm, self._sink)
         return reply, ((b"x-request-id", adm.request_id.encode("ascii")),), adm
+
+    def _count_fsyncs(self) -> None:
+        """Move the WAL and audit writers' fsync counts into ``flk_{wal,audit}_fsyncs_total``.
+
+        The writers count on their own threads; syncing the delta per request (before the
+        answer goes out) keeps the exported counters exact, in multi-worker mode too.
+        """
+        n = self.inbox.fsyncs
+        if n > self._wal_fsyncs_seen:
+            self.metrics.wal_fsyncs.inc(n - self._wal_fsyncs_seen)
+            self._wal_fsyncs_seen = n
+        audit_n = getattr(getattr(self.audit, "stats", None), "fsyncs", None)
+        if isinstance(audit_n, int) and audit_n > self._audit_fsyncs_seen:
+            self.metrics.audit_fsyncs.inc(audit_n - self._audit_fsyncs_seen)
+            self._audit_fsyncs_seen = audit_n
+
+    async def _null(self, receive: Receive, send: Send) -> None:
+        """``POST /v1/bench/null`` (only with FLK_BENCH_NULL_ENDPOINT=1): the stack's ceiling."""
+        with contextlib.suppress(_ClientGone):
+            await _read_body(receive, MAX_BODY)
+        await send({"type": "http.response.start", "status": 200, "headers": _NULL_HEADERS})
+        await send({"type": "http.response.body", "body": _NULL_BODY})
 
     # -- cold endpoints --------------------------------------------------------------------
     async def _health(self, request: Request) -> Response:
@@ -551,6 +587,7 @@ def create_app(
         metrics_registry=metrics_registry,
         clock=clock,
         crash_after_wal=os.environ.get(CRASH_HOOK_ENV) == "1",
+        bench_null=os.environ.get(BENCH_NULL_ENV) == "1",
     )
     return app
 

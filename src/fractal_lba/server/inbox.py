@@ -177,6 +177,11 @@ class Inbox:
             raise WalError("inbox is not open")
         return self._log
 
+    @property
+    def fsyncs(self) -> int:
+        """fdatasync calls of this worker's log so far (0 before open)."""
+        return 0 if self._log is None else self._log.stats.fsyncs
+
     def open(self) -> list[Admit]:
         """Take the first free ``inbox-<i>`` directory; return its pending admits."""
         self.root.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,12 @@ class Metrics:
             "flk_wal_fsync_seconds", "Inbox WAL write + fsync latency per group commit.",
             buckets=_LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        self.wal_fsyncs = Counter(
+            "flk_wal_fsyncs", "fdatasync calls of inbox WAL group commits.", registry=registry
+        )
+        self.audit_fsyncs = Counter(
+            "flk_audit_fsyncs", "fdatasync calls of audit log group commits.", registry=registry
+        )
         self._tenants: dict[str, TenantCounters] = {}
         self._durations: dict[tuple[str, int], Histogram] = {}
 
