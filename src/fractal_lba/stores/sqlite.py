@@ -233,21 +233,17 @@ class SqliteStore:
             error = _translate(exc, live[0].name if len(live) == 1 else "batch")
             if not _is_busy(exc):
                 self._disconnect()  # reconnect on the next batch
-            for op in live:
-                _resolve(op, None, error)
+            _resolve_all([(op, None, error) for op in live])
             return
         except StoreError as exc:
-            for op in live:
-                _resolve(op, None, exc)
+            _resolve_all([(op, None, exc) for op in live])
             return
         except Exception as exc:  # a bug must not kill the thread that serves every caller
             self._disconnect()
             bug = StoreError(f"sqlite batch failed: {type(exc).__name__}")
-            for op in live:
-                _resolve(op, None, bug)
+            _resolve_all([(op, None, bug) for op in live])
             return
-        for op, result in zip(live, results, strict=True):
-            _resolve(op, result, None)
+        _resolve_all([(op, result, None) for op, result in zip(live, results, strict=True)])
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -314,16 +310,27 @@ def _translate(exc: BaseException, op: str) -> StoreError:
     return StoreUnavailable(f"sqlite {op} failed: {_error_name(exc)}")
 
 
-def _resolve(op: _Op, result: Any, error: BaseException | None) -> None:
-    """Hand a result to the op's event loop (thread-safe); drop it if the loop is gone."""
+_Outcome = tuple[_Op, Any, BaseException | None]
 
-    def deliver() -> None:
+
+def _resolve_all(outcomes: list[_Outcome]) -> None:
+    """Hand a batch's results to their event loops: ONE thread-safe callback per loop (not
+    one per op), so a batch of n operations wakes the loop once. A loop that is gone is
+    skipped."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for item in outcomes:
+        by_loop.setdefault(item[0].loop, []).append(item)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[_Outcome]) -> None:
+    """Event-loop side of :func:`_resolve_all` (callers that timed out are skipped)."""
+    for op, result, error in items:
         if op.future.done():
-            return
+            continue
         if error is not None:
             op.future.set_exception(error)
         else:
             op.future.set_result(result)
-
-    with contextlib.suppress(RuntimeError):
-        op.loop.call_soon_threadsafe(deliver)
