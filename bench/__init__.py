@@ -1,0 +1,1 @@
+"""Benchmark harness of the verifier service (``make bench`` -> ``python -m bench.run``)."""
