@@ -8,7 +8,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,29 +16,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 
 from fractal_lba.audit import AuditEntry, AuditError
 from fractal_lba.contract import HmacSigner, compute_pcs_id, parse_hmac_key, signature_payload
 from fractal_lba.signals import budget, d_hat, regime
 from fractal_lba.stores import DedupStore, StoredOutcome
+from testkit import POSTGRES_DSN as POSTGRES_DSN
+from testkit import REDIS_URL as REDIS_URL
+from testkit import TcpProxy as TcpProxy
+from testkit import free_port as free_port
+from testkit import service_missing as service_missing
+from testkit import wait_until as wait_until
 
 T = TypeVar("T")
 
 HMAC_KEY = "test-hmac-key"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_SERVICES = os.environ.get("FLK_REQUIRE_SERVICES") == "1"
 REPO = Path(__file__).resolve().parents[2]
 FLK = Path(sys.executable).with_name("flk")
 SUBMIT = "/v1/pcs/submit"
-
-
-def service_missing(reason: str) -> None:
-    """Skip (default) or fail (``FLK_REQUIRE_SERVICES=1``) a test whose service is absent."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (FLK_REQUIRE_SERVICES=1 requires it)", pytrace=False)
-    pytest.skip(reason)
 
 
 # --- PCS ---------------------------------------------------------------------------------
@@ -207,21 +201,6 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-def wait_until(ok: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 # --- real server processes -----------------------------------------------------------------
 
 
@@ -304,49 +283,3 @@ class ServerProcess:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-
-
-class TcpProxy:
-    """Forwards a local port to a target; ``cut``/``restore`` simulate a backend outage."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        """Stop listening and reset every connection: the backend seems down."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for w in list(self._conns):
-            w.transport.abort()
-        self._conns.clear()
-
-    async def restore(self) -> None:
-        if self._server is None:
-            await self.start()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_r, up_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._conns.update((writer, up_w))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))

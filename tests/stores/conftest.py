@@ -1,100 +1,23 @@
-"""Fixtures for the dedup store tests: real services, unique namespaces, outage helpers.
+"""Fixtures of the dedup store tests: a fake clock and stores of each backend.
 
-Service fixtures (``redis_url``, ``postgres_dsn``) skip the test with a reason when the
-service is unreachable, unless ``FLK_REQUIRE_SERVICES=1``, where they fail it instead. Each
-test gets a unique ``namespace`` and the fixtures delete what that namespace created.
+The service fixtures (``redis_url``, ``postgres_dsn``, ``backend``, ``namespace``,
+``private_redis``, ``pg_proxy``) are shared from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
-from psycopg import sql
-from store_helpers import (
-    BACKENDS,
-    POSTGRES_DSN,
-    REDIS_URL,
-    FakeClock,
-    PrivateRedis,
-    TcpProxy,
-    service_missing,
-)
+from store_helpers import FakeClock
 
 from fractal_lba.stores import DedupStore, create_store
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"t{uuid.uuid4().hex[:16]}"
-
-
-# --- services --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def _redis_problem() -> str | None:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1) as r:
-            r.ping()
-    except (redis.RedisError, OSError) as exc:
-        return f"Redis not reachable at REDIS_URL ({type(exc).__name__})"
-    return None
-
-
-@pytest.fixture(scope="session")
-def _postgres_problem() -> str | None:
-    try:
-        with psycopg.connect(POSTGRES_DSN, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return f"PostgreSQL not reachable at POSTGRES_DSN ({type(exc).__name__})"
-    return None
-
-
-@pytest.fixture
-def redis_url(_redis_problem: str | None, namespace: str) -> Iterator[str]:
-    """URL of the shared Redis; deletes this test's namespace keys afterwards."""
-    if _redis_problem:
-        service_missing(_redis_problem)
-    yield REDIS_URL
-    with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2) as r:
-        keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-
-
-@pytest.fixture
-def postgres_dsn(_postgres_problem: str | None, namespace: str) -> Iterator[str]:
-    """DSN of the shared PostgreSQL; drops this test's table afterwards."""
-    if _postgres_problem:
-        service_missing(_postgres_problem)
-    yield POSTGRES_DSN
-    with psycopg.connect(POSTGRES_DSN, connect_timeout=2, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"{namespace}_dedup"))
-        )
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
 
 
 @pytest.fixture
@@ -135,27 +58,3 @@ async def store(
         yield s
     finally:
         await s.close()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        service_missing("redis-server binary not installed")
-    server = PrivateRedis(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
-async def pg_proxy(anyio_backend: str, postgres_dsn: str) -> AsyncIterator[TcpProxy]:
-    params = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
-    proxy = TcpProxy(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
