@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format
+.PHONY: install run test lint format bench
 
 install: $(STAMP)
 
@@ -31,3 +31,8 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+# Benchmark the live verifier (wrk closed loop + open loop, every backend); writes
+# bench/RESULTS.md in ~10 min. `make bench BENCH_ARGS=--quick` takes ~4 min.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
