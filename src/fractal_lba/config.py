@@ -27,9 +27,11 @@ from fractal_lba.errors import ConfigError
 
 SignAlg = Literal["hmac", "ed25519", "none"]
 Backend = Literal["sqlite", "memory", "redis", "postgres"]
+LimiterBackend = Literal["memory", "redis"]
 
 BACKENDS: tuple[str, ...] = ("sqlite", "memory", "redis", "postgres")
 SIGN_ALGS: tuple[str, ...] = ("hmac", "ed25519", "none")
+LIMITER_BACKENDS: tuple[str, ...] = ("memory", "redis")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 VRF_MODES: tuple[str, ...] = ("enforce", "report_only")
 PII_MODES: tuple[str, ...] = ("off", "detect", "block", "redact")
@@ -63,7 +65,15 @@ class Settings:
     dedup_namespace: str = "flk"
     """Prefix of dedup tables / keys, so several deployments can share one Redis/PostgreSQL."""
     token_rate: float = 0.0
-    """Requests per second per tenant (token bucket, burst = one second); 0 = unlimited."""
+    """Requests per second per tenant (token bucket, burst = one second); 0 = unlimited.
+    In multi-tenant mode: the default for tenants that set no ``token_rate``."""
+    daily_quota: int = 0
+    """Admitted requests per tenant and UTC day (default for tenants); 0 = unlimited."""
+    global_token_rate: float = 0.0
+    """Requests per second over all tenants (burst = one second); 0 = unlimited."""
+    rate_limit_backend: LimiterBackend = "memory"
+    """``memory``: per process (quota counters persisted in the dedup backend);
+    ``redis``: one atomic script per request at REDIS_URL, exact across replicas."""
     sign_alg: SignAlg = "hmac"
     hmac_keys: tuple[Secret, ...] = ()
     """Active HMAC keys (PCS_HMAC_KEYS, then PCS_HMAC_KEY); empty = local key file."""
@@ -82,10 +92,10 @@ class Settings:
     region_id: str = "local"
     log_level: str = "INFO"
     request_timeout: float = 5.0
-    # Accepted and validated for later issues; enabling them is refused until implemented.
     multi_tenant: bool = False
     tenants: str | None = None
     tenants_file: Path | None = None
+    # Accepted and validated for later issues; enabling them is refused until implemented.
     vrf_enabled: bool = False
     vrf_mode: str = "enforce"
     pii_scan_mode: str = "off"
@@ -134,6 +144,11 @@ class Settings:
             postgres_dsn=p.secret("POSTGRES_DSN") or Secret(DEFAULT_POSTGRES_DSN.encode()),
             dedup_namespace=p.namespace("DEDUP_NAMESPACE"),
             token_rate=p.number("TOKEN_RATE", 0.0, lo=0.0),
+            daily_quota=p.integer("DAILY_QUOTA", 0, lo=0, hi=2**53),
+            global_token_rate=p.number("GLOBAL_TOKEN_RATE", 0.0, lo=0.0),
+            rate_limit_backend=p.choice(  # type: ignore[arg-type]
+                "RATE_LIMIT_BACKEND", LIMITER_BACKENDS, "memory"
+            ),
             sign_alg=sign_alg,  # type: ignore[arg-type]
             hmac_keys=hmac_keys,
             ed25519_pub_b64=ed_keys,
@@ -157,6 +172,7 @@ class Settings:
             pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),
             policy_registry=p.path("POLICY_REGISTRY"),
         )
+        check_tenancy(settings)
         refuse_unimplemented(settings)
         return settings
 
@@ -169,16 +185,25 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
 
 
+def check_tenancy(s: Settings) -> None:
+    """Multi-tenant mode needs tenants; tenants without it would be silently ignored."""
+    if s.multi_tenant and s.tenants is None and s.tenants_file is None:
+        raise ConfigError("MULTI_TENANT=true needs TENANTS or TENANTS_FILE")
+    if not s.multi_tenant:
+        for name, on in (("TENANTS", s.tenants is not None), ("TENANTS_FILE", s.tenants_file)):
+            if on:
+                raise ConfigError(
+                    f"{name} is only used with MULTI_TENANT=true; set it or unset {name}"
+                )
+
+
 def refuse_unimplemented(s: Settings) -> None:
     """Fail closed on features this version accepts by name but does not implement yet.
 
-    An operator who turns on tenant isolation, VRF enforcement or PII blocking must not get a
-    server that silently ignores it.
+    An operator who turns on VRF enforcement or PII blocking must not get a server that
+    silently ignores it.
     """
     wanted = [
-        ("MULTI_TENANT", s.multi_tenant),
-        ("TENANTS", s.tenants is not None),
-        ("TENANTS_FILE", s.tenants_file is not None),
         ("VRF_ENABLED", s.vrf_enabled),
         ("PII_SCAN_MODE", s.pii_scan_mode != "off"),
         ("POLICY_REGISTRY", s.policy_registry is not None),

@@ -1,13 +1,36 @@
-"""The tenant: identity, verification keys, policy and rate, prepared once at startup."""
+"""The tenant: identity, verification keys, policy, limits, prepared once per (re)load."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from fractal_lba.contract import KeyRing
 from fractal_lba.policy import Policy
 
 DEFAULT_TENANT = "default"
+
+VrfMode = Literal["enforce", "report_only"]
+PiiMode = Literal["detect", "block", "redact"]
+
+
+@dataclass(frozen=True, slots=True)
+class VrfSettings:
+    """A tenant's ECVRF public key (32 raw bytes) and whether a bad proof is refused."""
+
+    public_key: bytes
+    mode: VrfMode = "enforce"
+
+    def __repr__(self) -> str:
+        return f"VrfSettings(mode={self.mode!r}, public_key=<32 bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PiiSettings:
+    """A tenant's PII gate: ``detect`` | ``block`` | ``redact``; ``report_only`` for rollout."""
+
+    mode: PiiMode = "detect"
+    report_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +48,24 @@ class Tenant:
     """Sustained requests per second; 0 = unlimited."""
     burst: float = 0.0
     """Bucket size; defaults to one second of ``token_rate``."""
+    daily_quota: int = 0
+    """Admitted requests per UTC day (resets at 00:00 UTC); 0 = unlimited."""
+    vrf: VrfSettings | None = None
+    pii: PiiSettings | None = None
+    policy_version: str | None = None
+    """Pinned policy version (semver); ``None`` follows the active policy."""
 
     @property
     def unsafe_unsigned(self) -> bool:
         """True when this tenant's PCS are accepted without a signature check."""
         return self.keyring is None
+
+    @property
+    def bucket_size(self) -> float:
+        """Effective bucket size: ``burst``, or one second of ``token_rate`` (at least 1)."""
+        return self.burst if self.burst > 0 else max(1.0, self.token_rate)
+
+    @property
+    def limited(self) -> bool:
+        """Whether this tenant has a rate or a daily quota to enforce."""
+        return self.token_rate > 0 or self.daily_quota > 0

@@ -109,5 +109,6 @@ def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | No
         policy=policy,
         token_rate=rate,
         burst=max(1.0, rate),
+        daily_quota=settings.daily_quota,
     )
     return tenant, local

@@ -1,0 +1,145 @@
+"""Which tenants this server serves: built from Settings (+ tenants file), swapped on reload.
+
+:func:`build_resolver` is the one entry point for both modes. It builds a complete, validated
+resolver or raises :class:`~fractal_lba.errors.ConfigError`; the server swaps its single
+reference to the new resolver only after that succeeded, so a bad file on reload keeps the
+old configuration and no request sees a half-built one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fractal_lba.config import Settings
+from fractal_lba.errors import ConfigError
+from fractal_lba.policy import Policy
+from fractal_lba.tenancy.errors import MissingTenant, UnknownTenant
+from fractal_lba.tenancy.limiter import RateLimiter, TokenBucketLimiter
+from fractal_lba.tenancy.model import Tenant
+from fractal_lba.tenancy.quota import create_quota_store
+from fractal_lba.tenancy.resolver import SingleTenantResolver, TenantResolver, single_tenant
+from fractal_lba.tenancy.tenants_file import (
+    TenantDefaults,
+    load_tenants_file,
+    parse_tenants_env,
+)
+
+log = logging.getLogger("fractal_lba.tenancy")
+
+UNSUPPORTED_TENANT_FEATURES: tuple[str, ...] = ("vrf", "pii")
+"""Per-tenant settings that are parsed and validated but not enforced by this version yet.
+
+A tenant that asks for them stops startup (fail closed, like ``VRF_ENABLED``): a server that
+silently ignored VRF enforcement or PII blocking would be worse than one that refuses. The
+VRF and privacy work removes its entry when the gate lands in the pipeline.
+"""
+
+
+class TenantRegistry:
+    """Multi-tenant resolver: an immutable id -> :class:`Tenant` map."""
+
+    def __init__(self, tenants: Sequence[Tenant]) -> None:
+        self._by_id = {t.id: t for t in tenants}
+        self._tenants = tuple(tenants)
+
+    def resolve(self, header: str | None) -> Tenant:
+        if header is None:
+            raise MissingTenant("X-Tenant-Id header is required in multi-tenant mode")
+        tenant = self._by_id.get(header)
+        if tenant is None:
+            raise UnknownTenant("unknown tenant")
+        return tenant
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant with this id, or None."""
+        return self._by_id.get(tenant_id)
+
+    def tenants(self) -> Sequence[Tenant]:
+        return self._tenants
+
+    def __repr__(self) -> str:
+        return f"TenantRegistry(tenants={sorted(self._by_id)!r})"
+
+
+def defaults_from(settings: Settings) -> TenantDefaults:
+    """Limits for tenants that set none: TOKEN_RATE (burst one second) and DAILY_QUOTA."""
+    return TenantDefaults(
+        token_rate=settings.token_rate,
+        daily_quota=settings.daily_quota,
+        accept_legacy_digest=settings.hmac_accept_legacy_digest,
+    )
+
+
+def load_tenants(settings: Settings, policy: Policy) -> list[Tenant]:
+    """Every tenant of TENANTS and TENANTS_FILE, validated; an id in both is an error."""
+    defaults = defaults_from(settings)
+    tenants: list[Tenant] = []
+    if settings.tenants is not None:
+        tenants.extend(parse_tenants_env(settings.tenants, policy, defaults))
+    if settings.tenants_file is not None:
+        from_file = load_tenants_file(settings.tenants_file, policy, defaults)
+        env_ids = {t.id for t in tenants}
+        for t in from_file:
+            if t.id in env_ids:
+                raise ConfigError(
+                    f"TENANTS_FILE {settings.tenants_file}: tenant {t.id!r}: id: also defined "
+                    "in TENANTS (define each tenant once)"
+                )
+        tenants.extend(from_file)
+    if not tenants:
+        raise ConfigError("MULTI_TENANT=true but TENANTS / TENANTS_FILE define no tenant")
+    for t in tenants:
+        for feature in UNSUPPORTED_TENANT_FEATURES:
+            if getattr(t, feature) is not None:
+                raise ConfigError(
+                    f"tenant {t.id!r}: {feature}: valid, but not enforced by this version of "
+                    "the verifier yet (remove it until the feature ships)"
+                )
+    return tenants
+
+
+def build_resolver(
+    settings: Settings, policy: Policy, *, now: Callable[[], float] = time.time
+) -> tuple[TenantResolver, Path | None]:
+    """The resolver for ``settings`` (single- or multi-tenant) and the local key file used.
+
+    Raises ConfigError for any problem. Tenants without a currently active key are logged:
+    their requests will get 401 until a key's ``not_before`` is reached.
+    """
+    if not settings.multi_tenant:
+        tenant, local = single_tenant(settings, policy)
+        return SingleTenantResolver(tenant), local
+    tenants = load_tenants(settings, policy)
+    at = now()
+    for t in tenants:
+        if t.keyring is not None and not any(k.active(at) for k in t.keyring.keys):
+            log.warning("tenant has no active key right now", extra={"tenant_id": t.id})
+    return TenantRegistry(tenants), None
+
+
+def create_limiter(settings: Settings, *, clock: Callable[[], float] = time.time) -> RateLimiter:
+    """The limiter of RATE_LIMIT_BACKEND (constructed, not opened)."""
+    ns = settings.dedup_namespace
+    url = settings.redis_url.reveal().decode("utf-8")
+    if settings.rate_limit_backend == "redis":
+        from fractal_lba.tenancy.redis_limiter import RedisLimiter
+
+        return RedisLimiter(
+            url,
+            namespace=ns,
+            clock=clock,
+            global_rate=settings.global_token_rate,
+            op_timeout=settings.store_op_timeout,
+        )
+    store = create_quota_store(
+        settings.dedup_backend,
+        data_dir=settings.data_dir,
+        redis_url=url,
+        postgres_dsn=settings.postgres_dsn.reveal().decode("utf-8"),
+        namespace=ns,
+        op_timeout=settings.store_op_timeout,
+    )
+    return TokenBucketLimiter(clock, global_rate=settings.global_token_rate, quota_store=store)
