@@ -63,6 +63,11 @@ def serve(
     from fractal_lba.server.logs import LOGGER_NAME, configure_logging
 
     configure_logging(settings.log_level)
+    if settings.multi_tenant:
+        from fractal_lba.policy import default_policy
+        from fractal_lba.tenancy import build_resolver
+
+        build_resolver(settings, default_policy())  # a bad tenants file: one line, exit 2
     logging.getLogger(LOGGER_NAME).info(
         "serving on http://%s:%d with %d worker(s), dedup backend %s, data in %s",
         settings.host, settings.port, workers, settings.dedup_backend, settings.data_dir,

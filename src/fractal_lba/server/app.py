@@ -4,13 +4,19 @@ Starlette app for the cold endpoints.
 ``POST /v1/pcs/submit`` is dispatched by :class:`VerifierApp` itself (no router, no request
 object, one pass over the headers). Steps 1-2 happen here, in this order:
 
-1. tenant resolution (``X-Tenant-Id``) -> 401; rate limit -> 429 with ``Retry-After`` and the
-   IETF ``RateLimit-Policy``/``RateLimit`` headers; content type -> 415; size (Content-Length,
-   then enforced while reading, 64 KiB) -> 413
+1. tenant resolution (``X-Tenant-Id``; missing in multi-tenant mode -> 400, unknown -> 401);
+   daily quota, tenant and global rate -> 429 with ``Retry-After`` and the IETF
+   ``RateLimit-Policy``/``RateLimit`` headers (limiter down -> 503); content type -> 415;
+   size (Content-Length, then enforced while reading, 64 KiB) -> 413
 2. inbox WAL append of the raw body, durable before parsing -> 503 on failure
 
 then :class:`~fractal_lba.server.pipeline.Pipeline` runs steps 3-10. ``GET /health``,
-``GET /ready`` and ``GET /metrics`` are ordinary Starlette routes.
+``GET /ready`` and ``GET /metrics`` are ordinary Starlette routes, as are the admin routes
+(``Authorization: Bearer <ADMIN_TOKEN>``; 404 when no token is configured):
+``POST /v1/admin/reload`` and ``GET /v1/tenants/{id}/usage``.
+
+Tenant reload (admin endpoint or SIGHUP) builds and validates a complete new resolver, then
+swaps one reference (:class:`_TenantTable`); a bad file keeps the old configuration.
 
 No global state: everything is built by :func:`create_app` from a :class:`Settings`.
 """
@@ -39,7 +45,7 @@ from starlette.routing import Route
 
 from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.config import Settings
-from fractal_lba.errors import FlkError
+from fractal_lba.errors import ConfigError, FlkError
 from fractal_lba.policy import Policy, default_policy
 from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans, compact
 from fractal_lba.server.logs import LOGGER_NAME
@@ -54,14 +60,15 @@ from fractal_lba.server.pipeline import (
 from fractal_lba.server.replay import InboxSink, Replayer
 from fractal_lba.stores import DedupStore, StoreError, create_store
 from fractal_lba.tenancy import (
+    LimiterUnavailable,
+    MissingTenant,
     RateLimiter,
-    SingleTenantResolver,
     TenantResolver,
-    TokenBucketLimiter,
     UnknownTenant,
+    build_resolver,
+    create_limiter,
     ratelimit_headers,
 )
-from fractal_lba.tenancy.resolver import single_tenant
 from fractal_lba.wal import WalError
 
 log = logging.getLogger(LOGGER_NAME)
@@ -105,6 +112,17 @@ _R400_GONE = _static(400, "incomplete_body", "body", "client disconnected before
 _R401_TENANT = _static(
     401, "unknown_tenant", "X-Tenant-Id", "this server does not serve that tenant"
 )
+_R400_TENANT = _static(
+    400, "missing_tenant", "X-Tenant-Id", "the X-Tenant-Id header is required (multi-tenant)"
+)
+_R429 = _static(429, "rate_limited", None, "tenant rate limit exceeded")
+_R429_QUOTA = _static(429, "quota_exceeded", None, "tenant daily quota exhausted")
+_R503_LIMITER = Reply(
+    503,
+    error_body("limiter_unavailable", None, "rate limiter unavailable; retry later"),
+    (*JSON_HEADERS, (b"retry-after", b"1")),
+    reason="limiter_unavailable",
+)
 _R503_WAL = Reply(
     503,
     error_body("wal_unavailable", None, "request could not be made durable; retry later"),
@@ -123,6 +141,18 @@ def _is_json(ctype: bytes | None) -> bool:
 
 AuditFactory = Callable[[int], AuditLog]
 """Audit log of the worker holding ``inbox-<i>`` (each WORM directory has one writer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TenantTable:
+    """Resolver and per-tenant contexts, swapped together as one reference on reload."""
+
+    resolver: TenantResolver
+    contexts: dict[str, TenantContext]
+
+
+ResolverLoader = Callable[[], TenantResolver]
+"""Builds a complete, validated resolver from the configuration (raises ConfigError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +180,13 @@ class VerifierApp:
         clock: Callable[[], float] = time.time,
         crash_after_wal: bool = False,
         bench_null: bool = False,
+        reload_resolver: ResolverLoader | None = None,
     ) -> None:
         self.settings = settings
         self.store = components.store
         self.audit_for = components.audit_for
         self.audit: AuditLog = _NotStartedAudit()
         self.inbox = components.inbox
-        self.resolver = resolver
         self.limiter = limiter
         self.registry = registry
         self.metrics = metrics
@@ -166,15 +196,22 @@ class VerifierApp:
         self._bench_null = bench_null
         self._wal_fsyncs_seen = 0
         self._audit_fsyncs_seen = 0
-        self.contexts: dict[str, TenantContext] = {
-            t.id: TenantContext.build(t, self.metrics) for t in resolver.tenants()
-        }
+        self._table = self._build_table(resolver)
+        self._reload_resolver = reload_resolver
+        self._reload_lock = asyncio.Lock()
+        self._admin_auth = (
+            None if settings.admin_token is None else b"Bearer " + settings.admin_token.reveal()
+        )
         self.pipeline = Pipeline(settings, self.store, self.audit, self.metrics, clock)
-        self.replayer = Replayer(self.pipeline, self.audit, self.metrics, self.contexts.get)
+        self.replayer = Replayer(
+            self.pipeline, self.audit, self.metrics, lambda tid: self._table.contexts.get(tid)
+        )
         self._sink = InboxSink(self.inbox)
         self._rid_prefix = secrets.token_hex(6) + "-"
         self._rid = itertools.count(1)
         self._started = False
+        self._sighup = False
+        self._background: set[asyncio.Task[None]] = set()
         self._compactor: asyncio.Task[None] | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._metrics_auth = _basic_auth_value(settings)
@@ -183,8 +220,60 @@ class VerifierApp:
                 Route("/health", self._health, methods=["GET"]),
                 Route("/ready", self._ready, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/v1/admin/reload", self._admin_reload, methods=["POST"]),
+                Route("/v1/tenants/{tenant_id}/usage", self._tenant_usage, methods=["GET"]),
             ]
         )
+
+    # -- tenants ---------------------------------------------------------------------------
+    @property
+    def resolver(self) -> TenantResolver:
+        """The tenant resolver in service (replaced as a whole on reload)."""
+        return self._table.resolver
+
+    @property
+    def contexts(self) -> dict[str, TenantContext]:
+        """Per-tenant hot-path contexts of the resolver in service."""
+        return self._table.contexts
+
+    def _build_table(self, resolver: TenantResolver) -> _TenantTable:
+        global_limit = self.limiter.global_limited
+        contexts = {
+            t.id: TenantContext.build(t, self.metrics, global_limit=global_limit)
+            for t in resolver.tenants()
+        }
+        return _TenantTable(resolver, contexts)
+
+    async def reload_tenants(self) -> int:
+        """Rebuild the tenants from the configuration and swap them in; return their count.
+
+        Everything is built and validated first (file parsing off the event loop); requests
+        keep using the old table until the single assignment. Raises ConfigError (old table
+        kept) or FlkError when this app has no loader.
+        """
+        if self._reload_resolver is None:
+            raise ConfigError("tenant reload is not available for this app")
+        async with self._reload_lock:
+            try:
+                resolver = await asyncio.to_thread(self._reload_resolver)
+                table = self._build_table(resolver)
+            except ConfigError as exc:
+                self.metrics.tenant_reloads.labels(result="error").inc()
+                log.error("tenant reload failed, keeping the previous configuration: %s", exc)
+                raise
+            self._table = table
+        self.metrics.tenant_reloads.labels(result="ok").inc()
+        log.info("tenants reloaded", extra={"count": len(table.contexts)})
+        return len(table.contexts)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload_quietly(), name="flk-reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ConfigError):
+            await self.reload_tenants()
 
     # -- ASGI entry ------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -202,6 +291,11 @@ class VerifierApp:
     async def startup(self) -> None:
         """Open store, audit and inbox; replay pending admits; start background work."""
         await self.store.open()
+        try:
+            await self.limiter.open()
+        except LimiterUnavailable:
+            await self.store.close()
+            raise
         try:
             pending = await asyncio.to_thread(self.inbox.open)
             self.audit = self.audit_for(self.inbox.index)
@@ -221,6 +315,7 @@ class VerifierApp:
             await self.replayer.replay_startup(pending, self._sink, orphans, self.audit_for)
             self.replayer.start()
             self._compactor = asyncio.create_task(self._compact_loop(), name="flk-wal-compact")
+            self._install_sighup()
         except BaseException:
             await self._close_all()
             raise
@@ -253,14 +348,28 @@ class VerifierApp:
                 log.error("inbox WAL compaction failed", exc_info=True)
             await asyncio.sleep(COMPACT_INTERVAL_S)
 
+    def _install_sighup(self) -> None:
+        """SIGHUP reloads the tenants (only where the loop owns signals: the main thread)."""
+        if self._reload_resolver is None or self._sighup:
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (RuntimeError, ValueError, NotImplementedError):
+            return
+        self._sighup = True
+
     async def _close_all(self) -> None:
+        if self._sighup:
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
             self._compactor = None
         await self.replayer.close()
-        for closer in (self.inbox.close, self.audit.close, self.store.close):
+        for closer in (self.inbox.close, self.audit.close, self.limiter.close, self.store.close):
             try:
                 await closer()
             except (FlkError, OSError):
@@ -330,16 +439,35 @@ class VerifierApp:
             elif name == b"x-pcs-schema-version":
                 schema_h = value
         # 1. tenant + rate limit, then content type and size: all before the WAL
+        table = self._table  # one read: a concurrent reload cannot mix two configurations
         try:
-            tenant = self.resolver.resolve(None if tenant_h is None else tenant_h.decode("latin-1"))
+            tenant = table.resolver.resolve(
+                None if tenant_h is None else tenant_h.decode("latin-1")
+            )
         except UnknownTenant:
             return _R401_TENANT, None, None
-        ctx = self.contexts[tenant.id]
+        except MissingTenant:
+            return _R400_TENANT, None, None
+        ctx = table.contexts[tenant.id]
         if ctx.limited:
-            decision = await self.limiter.acquire(tenant)
+            try:
+                decision = await self.limiter.acquire(tenant)
+            except LimiterUnavailable:
+                self.metrics.limiter_errors.inc()
+                log.error("rate limiter unavailable", extra={"tenant_id": tenant.id})
+                return _R503_LIMITER, None, None
             if not decision.allowed:
-                self.metrics.rate_limited.labels(tenant_id=tenant.id).inc()
-                reply = _static(429, "rate_limited", None, "tenant rate limit exceeded")
+                ctx.counters.rate_limited.inc()
+                if decision.cause == "quota":
+                    ctx.counters.quota_exceeded.inc()
+                elif decision.cause == "global":
+                    self.metrics.global_rate_limited.inc()
+                if self._debug:
+                    log.debug(
+                        "submit refused",
+                        extra={"status": 429, "reason": decision.cause, "tenant_id": tenant.id},
+                    )
+                reply = _R429_QUOTA if decision.cause == "quota" else _R429
                 return reply, tuple(ratelimit_headers(decision)), None
         if not _is_json(ctype):
             return _R415, None, None
@@ -452,6 +580,95 @@ class VerifierApp:
         data = await asyncio.to_thread(generate_latest, self._metrics_registry())
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
+    # -- admin endpoints -------------------------------------------------------------------
+    def _admin_denied(self, request: Request) -> Response | None:
+        """None when the request carries the admin token; else the refusal to send.
+
+        Without ADMIN_TOKEN the admin endpoints do not exist (404), they are never open.
+        """
+        if self._admin_auth is None:
+            return JSONResponse(
+                {"error": "not_found", "detail": "admin endpoints are disabled (no ADMIN_TOKEN)"},
+                status_code=404,
+            )
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if not secrets.compare_digest(given, self._admin_auth):
+            return JSONResponse(
+                {"error": "unauthorized", "detail": "admin endpoints need the Bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="admin"'},
+            )
+        return None
+
+    async def _admin_reload(self, request: Request) -> Response:
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        try:
+            count = await self.reload_tenants()
+        except ConfigError as exc:
+            return JSONResponse(
+                {"error": "invalid_tenants_config", "detail": str(exc), "reloaded": False},
+                status_code=400,
+            )
+        return JSONResponse({"reloaded": True, "tenants": count})
+
+    async def _tenant_usage(self, request: Request) -> Response:
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        tenant_id = request.path_params["tenant_id"]
+        ctx = self._table.contexts.get(tenant_id)
+        if ctx is None:
+            return JSONResponse({"error": "unknown_tenant", "field": "tenant_id"}, status_code=404)
+        tenant = ctx.tenant
+        try:
+            use = await self.limiter.usage(tenant)
+        except LimiterUnavailable:
+            return JSONResponse(
+                {"error": "limiter_unavailable"}, status_code=503, headers={"Retry-After": "1"}
+            )
+        outcomes = await asyncio.to_thread(self._outcomes, tenant_id)
+        return JSONResponse(
+            {
+                "tenant_id": tenant_id,
+                "rate": {
+                    "token_rate": use.token_rate,
+                    "burst": use.bucket_size if use.token_rate > 0 else None,
+                    "tokens_left": None if use.tokens_left is None else round(use.tokens_left, 3),
+                    "limiter": self.limiter.name,
+                },
+                "daily_quota": {
+                    "limit": use.daily_quota or None,
+                    "used": use.quota_used,
+                    "remaining": max(0, use.daily_quota - use.quota_used)
+                    if use.daily_quota
+                    else None,
+                    "day": use.day,
+                    "resets_in_s": use.quota_resets_in_s,
+                },
+                "outcomes": outcomes,
+                "outcomes_since": "process start (all workers of this server)",
+            }
+        )
+
+    def _outcomes(self, tenant_id: str) -> dict[str, int]:
+        """Counts by outcome from this server's per-tenant counters (all its workers)."""
+        names = {
+            "flk_accepted_by_tenant_total": "accepted",
+            "flk_escalated_by_tenant_total": "escalated",
+            "flk_rejected_by_tenant_total": "rejected",
+            "flk_dedup_hits_by_tenant_total": "duplicate",
+            "flk_rate_limited_by_tenant_total": "rate_limited",
+        }
+        out = dict.fromkeys(names.values(), 0)
+        for family in self._metrics_registry().collect():
+            for sample in family.samples:
+                key = names.get(sample.name)
+                if key is not None and sample.labels.get("tenant_id") == tenant_id:
+                    out[key] += int(sample.value)
+        return out
+
 
 def _basic_auth_value(settings: Settings) -> bytes | None:
     if settings.metrics_user is None or settings.metrics_pass is None:
@@ -542,14 +759,14 @@ def create_app(
     Nothing is opened here: the ASGI lifespan (or :meth:`VerifierApp.running`) does that.
     """
     policy = policy or default_policy()
-    tenant, local_key = single_tenant(settings, policy)
+    resolver, local_key = build_resolver(settings, policy)
     if local_key is not None:
         log.warning(
             "no PCS_HMAC_KEY configured: verifying with the local key file; sign with it or "
             "set PCS_HMAC_KEY",
             extra={"path": str(local_key)},
         )
-    if tenant.unsafe_unsigned:
+    if any(t.unsafe_unsigned for t in resolver.tenants()):
         log.warning(
             "UNSAFE: PCS_SIGN_ALG=none, signatures are NOT verified; never use in production"
         )
@@ -580,14 +797,17 @@ def create_app(
             (lambda _i: audit) if audit is not None else worm_audit_factory(settings),
             inbox,
         ),
-        resolver=SingleTenantResolver(tenant),
-        limiter=limiter or TokenBucketLimiter(),
+        resolver=resolver,
+        limiter=limiter or create_limiter(settings, clock=clock),
         registry=registry,
         metrics=metrics,
         metrics_registry=metrics_registry,
         clock=clock,
         crash_after_wal=os.environ.get(CRASH_HOOK_ENV) == "1",
         bench_null=os.environ.get(BENCH_NULL_ENV) == "1",
+        # A reload re-reads TENANTS_FILE; the process environment (TENANTS, TOKEN_RATE, ...)
+        # cannot change under a running process, so it stays as at startup.
+        reload_resolver=lambda: build_resolver(settings, policy)[0],
     )
     return app
 

@@ -29,6 +29,9 @@ class TenantCounters:
     escalated: Counter
     signature_errors: Counter
     wal_errors: Counter
+    rejected: Counter
+    rate_limited: Counter
+    quota_exceeded: Counter
 
 
 class Metrics:
@@ -52,7 +55,27 @@ class Metrics:
         self.signature_errors = self.totals["signature_errors"]
         self.wal_errors = self.totals["wal_errors"]
         self.rate_limited = Counter(
-            "flk_rate_limited_by_tenant", "Requests refused with 429.", ["tenant_id"],
+            "flk_rate_limited_by_tenant", "Requests refused with 429 (rate, quota or global).",
+            ["tenant_id"], registry=registry,
+        )  # fmt: skip
+        self.quota_exceeded = Counter(
+            "flk_quota_exceeded_by_tenant", "Requests refused with 429 by the daily quota.",
+            ["tenant_id"], registry=registry,
+        )  # fmt: skip
+        self.global_rate_limited = Counter(
+            "flk_global_rate_limited", "Requests refused with 429 by GLOBAL_TOKEN_RATE.",
+            registry=registry,
+        )  # fmt: skip
+        self.rejected_by_tenant = Counter(
+            "flk_rejected_by_tenant", "Requests answered 4xx after the WAL append, per tenant.",
+            ["tenant_id"], registry=registry,
+        )  # fmt: skip
+        self.limiter_errors = Counter(
+            "flk_limiter_errors", "Rate limiter / quota store failures (answered 503).",
+            registry=registry,
+        )  # fmt: skip
+        self.tenant_reloads = Counter(
+            "flk_tenant_reloads", "Tenant configuration reloads by result.", ["result"],
             registry=registry,
         )  # fmt: skip
         self.rejected = Counter(
@@ -120,7 +143,12 @@ class Metrics:
         found = self._tenants.get(tenant_id)
         if found is None:
             bt = self.by_tenant
-            found = TenantCounters(*(bt[name].labels(tenant_id=tenant_id) for name in _PAIRS))
+            found = TenantCounters(
+                **{name: bt[name].labels(tenant_id=tenant_id) for name in _PAIRS},
+                rejected=self.rejected_by_tenant.labels(tenant_id=tenant_id),
+                rate_limited=self.rate_limited.labels(tenant_id=tenant_id),
+                quota_exceeded=self.quota_exceeded.labels(tenant_id=tenant_id),
+            )
             self._tenants[tenant_id] = found
         return found
 

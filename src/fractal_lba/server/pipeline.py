@@ -94,8 +94,10 @@ class TenantContext:
     limited: bool
 
     @classmethod
-    def build(cls, tenant: Tenant, metrics: Metrics) -> TenantContext:
-        """Prepare ``tenant`` for the hot path."""
+    def build(
+        cls, tenant: Tenant, metrics: Metrics, *, global_limit: bool = False
+    ) -> TenantContext:
+        """Prepare ``tenant`` for the hot path (``global_limit``: a global rate applies)."""
         policy = tenant.policy
         return cls(
             tenant=tenant,
@@ -103,7 +105,7 @@ class TenantContext:
             params=signal_params(policy),
             policy_hash=policy.hash(),
             dedup_ttl=float(policy.params.dedup_ttl),
-            limited=tenant.token_rate > 0,
+            limited=tenant.limited or global_limit,
         )
 
 
@@ -240,6 +242,7 @@ class Pipeline:
         """A stored outcome exists: conflict (422), our own (replay), or a duplicate."""
         if stored.payload_hash != payload_hash:
             self.metrics.conflicts.inc()
+            ctx.counters.rejected.inc()
             body = error_body(
                 "idempotency_conflict",
                 "pcs_id",
@@ -295,6 +298,7 @@ class Pipeline:
         stored: bool = False,
     ) -> Reply:
         self.metrics.rejected.labels(reason=_reason_label(reason)).inc()
+        ctx.counters.rejected.inc()
         if not await self._audit(adm, ctx, pcs, "rejected", status, reason):
             return self.unavailable("audit")
         return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None)
