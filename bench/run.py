@@ -190,6 +190,9 @@ def measure(srv: ServerProc, bodies: Path, path: str, duration: float) -> dict[s
     s1, m1 = sample_tree(srv.pid), srv.metrics()
     admitted = prom_value(m1, "flk_ingest_total") - prom_value(m0, "flk_ingest_total")
     res["admitted"] = admitted
+    res["replayed"] = prom_value(m1, "flk_dedup_hits_total") - prom_value(
+        m0, "flk_dedup_hits_total"
+    )
     res["wal_fsyncs_per_req"] = per_request(
         prom_value(m0, "flk_wal_fsyncs_total"), prom_value(m1, "flk_wal_fsyncs_total"), admitted
     )
@@ -477,6 +480,7 @@ def render(results: dict[str, Any]) -> str:
             f"| {sc['name']} | {sc['backend']} | {sc['workers']} | {sc['tenants']} | "
             f"{fmt(sub['rps'])} | {fmt(sub['p50_us'] / 1000, 1)} | {fmt(sub['p95_us'] / 1000, 1)}"
             f" | {fmt(sub['p99_us'] / 1000, 1)} | {_mix(sub['status'])}"
+            f"{' (replayed ' + fmt(sub['replayed']) + ')' if sub.get('replayed') else ''}"
             f"{' (wrapped ' + str(sub['wraps']) + 'x)' if sub['wraps'] else ''} | {errs} | "
             f"{fmt(sub['server_cpu_cores'], 2)} | {fmt(sub['peak_rss_mb'])} | "
             f"{fmt(sub['wal_fsyncs_per_req'], 3)} | {fmt(sub['audit_fsyncs_per_req'], 3)} | "
