@@ -111,3 +111,36 @@ def test_quota_counters_survive_a_server_restart(
     usage = httpx.get(server.url + "/v1/tenants/a/usage",
                       headers={"authorization": "Bearer t0ken"}, timeout=5).json()  # fmt: skip
     assert usage["daily_quota"]["used"] == 3
+
+
+def test_admin_reload_reaches_every_worker(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    """With --workers 2 the worker that validated the file asks the supervisor for a rolling
+    restart; afterwards every worker serves the new tenant."""
+    a, b = hmac_key(), hmac_key()
+    path = write_toml(
+        tmp_path / "t.toml", [{"id": "a", "keys": [{"id": "k", "alg": "hmac", "key": a}]}]
+    )
+    env = {"MULTI_TENANT": "true", "TENANTS_FILE": str(path), "ADMIN_TOKEN": "t0ken"}
+    server = ServerProcess(tmp_path / "srv", env, workers=2)
+    servers.append(server.start())
+    write_toml(path, [
+        {"id": "a", "keys": [{"id": "k", "alg": "hmac", "key": a}]},
+        {"id": "b", "keys": [{"id": "k", "alg": "hmac", "key": b}]},
+    ])  # fmt: skip
+    resp = httpx.post(server.url + "/v1/admin/reload",
+                      headers={"authorization": "Bearer t0ken"}, timeout=10)  # fmt: skip
+    assert resp.status_code == 200
+    assert resp.json() == {"reloaded": True, "tenants": 2, "workers": "rolling restart"}
+    epochs = iter(range(1, 100_000))
+    streak = [0]
+
+    def all_workers_know_b() -> bool:
+        try:
+            ok = post(server.url, pcs_body(b, epoch=next(epochs)), "b").status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        streak[0] = streak[0] + 1 if ok else 0
+        return streak[0] >= 30
+
+    wait_until(all_workers_know_b, timeout=60, what="every worker serving tenant b")
+    assert server.proc is not None and server.proc.poll() is None

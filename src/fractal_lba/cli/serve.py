@@ -59,7 +59,7 @@ def serve(
 
     import uvicorn
 
-    from fractal_lba.server.app import app_from_env
+    from fractal_lba.server.app import SUPERVISOR_PID_ENV, app_from_env
     from fractal_lba.server.logs import LOGGER_NAME, configure_logging
 
     configure_logging(settings.log_level)
@@ -93,6 +93,9 @@ def serve(
     shutil.rmtree(mp_dir, ignore_errors=True)
     mp_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+    # A worker that reloads its tenants asks this supervisor for a rolling restart (SIGHUP),
+    # so every worker picks up the new file.
+    os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
     app_from_env(settings)  # fail here, once, on a configuration problem
     uvicorn.run(
         "fractal_lba.server.app:app_from_env",

@@ -91,6 +91,9 @@ stack's ceiling (same uvicorn, loop, parser and worker count). Off by default.""
 _NULL_BODY = b'{"accepted":true,"null":true}'
 _NULL_HEADERS = (*JSON_HEADERS, (b"content-length", str(len(_NULL_BODY)).encode()))
 
+SUPERVISOR_PID_ENV = "FLK_SUPERVISOR_PID"
+"""Set by ``flk serve --workers N`` for its workers: the uvicorn supervisor's PID."""
+
 _ROUTE = "submit"
 COMPACT_INTERVAL_S = 3600.0
 
@@ -181,6 +184,7 @@ class VerifierApp:
         crash_after_wal: bool = False,
         bench_null: bool = False,
         reload_resolver: ResolverLoader | None = None,
+        supervisor_pid: int | None = None,
     ) -> None:
         self.settings = settings
         self.store = components.store
@@ -198,6 +202,7 @@ class VerifierApp:
         self._audit_fsyncs_seen = 0
         self._table = self._build_table(resolver)
         self._reload_resolver = reload_resolver
+        self._supervisor_pid = supervisor_pid
         self._reload_lock = asyncio.Lock()
         self._admin_auth = (
             None if settings.admin_token is None else b"Bearer " + settings.admin_token.reveal()
@@ -611,7 +616,21 @@ class VerifierApp:
                 {"error": "invalid_tenants_config", "detail": str(exc), "reloaded": False},
                 status_code=400,
             )
-        return JSONResponse({"reloaded": True, "tenants": count})
+        body: dict[str, object] = {"reloaded": True, "tenants": count}
+        if self._restart_workers():
+            body["workers"] = "rolling restart"
+        return JSONResponse(body)
+
+    def _restart_workers(self) -> bool:
+        """With ``--workers N`` this worker reloaded alone: ask the uvicorn supervisor (our
+        parent, which handles SIGHUP) for a rolling restart so all workers load the file
+        this one has just validated. New workers come up before old ones stop."""
+        pid = self._supervisor_pid
+        if pid is None or pid <= 1 or os.getppid() != pid:
+            return False
+        os.kill(pid, signal.SIGHUP)
+        log.info("asked the supervisor for a rolling restart of the workers")
+        return True
 
     async def _tenant_usage(self, request: Request) -> Response:
         denied = self._admin_denied(request)
@@ -808,8 +827,15 @@ def create_app(
         # A reload re-reads TENANTS_FILE; the process environment (TENANTS, TOKEN_RATE, ...)
         # cannot change under a running process, so it stays as at startup.
         reload_resolver=lambda: build_resolver(settings, policy)[0],
+        supervisor_pid=_supervisor_pid(),
     )
     return app
+
+
+def _supervisor_pid() -> int | None:
+    """PID of the ``flk serve --workers N`` supervisor (set by the CLI), if any."""
+    value = os.environ.get(SUPERVISOR_PID_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 def _multiprocess_registry() -> Callable[[], CollectorRegistry]:
