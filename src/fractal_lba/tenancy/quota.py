@@ -152,21 +152,19 @@ class SqliteQuotaStore:
                 raise
             return out
 
-    async def _run(self, fn: object, *args: object) -> dict[str, int]:
+    async def _run(self, day: str, deltas: dict[str, int]) -> dict[str, int]:
         try:
             return await _bounded(
-                asyncio.to_thread(fn, *args),  # type: ignore[arg-type]
-                self._timeout + 1.0,
-                "sqlite",
+                asyncio.to_thread(self._add_sync, day, deltas), self._timeout + 1.0, "sqlite"
             )
         except (sqlite3.Error, OSError) as exc:
             raise LimiterUnavailable(f"quota store (sqlite): {type(exc).__name__}") from None
 
     async def open(self) -> None:
-        await self._run(self._add_sync, "0000-00-00", {})
+        await self._run("0000-00-00", {})
 
     async def add(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        return await self._run(self._add_sync, day, dict(deltas))
+        return await self._run(day, dict(deltas))
 
     async def close(self) -> None:
         with self._lock:
