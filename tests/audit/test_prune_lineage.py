@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.anchors import read_ledger
 from fractal_lba.audit.errors import AuditError
-from fractal_lba.audit.index import INDEX_NAME, lineage, reindex
+from fractal_lba.audit.index import INDEX_NAME, audit_chains, lineage, lineage_all, reindex
 from fractal_lba.audit.prune import prune
 from fractal_lba.audit.verify import verify_log
 from fractal_lba.audit.worm import WormLog
@@ -127,3 +128,29 @@ async def test_index_caught_up_on_start(make_log: Callable[..., WormLog]) -> Non
     assert log2.recovery is not None and log2.recovery.indexed == 1
     assert len(lineage(log2.base_dir, hashlib.sha256(b"5").hexdigest())) == 1
     await log2.close()
+
+
+@pytest.mark.anyio
+async def test_lineage_all_merges_the_chains_of_every_worker(
+    tmp_path: Path, key: Ed25519PrivateKey, clock: FakeClock
+) -> None:
+    pcs = hashlib.sha256(b"target").hexdigest()
+    base = tmp_path / "audit"
+    chains = [base, tmp_path / "audit-1", tmp_path / "audit-2"]
+    (tmp_path / "audit-x").mkdir()  # not a worker chain
+    outcomes = ["accepted", "duplicate", "conflict"]
+    for n, (chain, outcome) in enumerate(zip(chains, outcomes, strict=True)):
+        log = WormLog(chain, signing_key=key, clock=clock, maintenance_interval=None)
+        await log.start()
+        clock.now += 1
+        await log.append(msgspec.structs.replace(make_entry(n, pcs_id=pcs), verify_outcome=outcome))
+        await log.close()
+    assert audit_chains(base) == chains
+    rows = lineage_all(base, pcs)
+    assert [(r["chain"], r["verify_outcome"]) for r in rows] == [
+        ("audit", "accepted"),
+        ("audit-1", "duplicate"),
+        ("audit-2", "conflict"),
+    ]
+    res = CliRunner().invoke(main, ["worm", "lineage", pcs, "--base", str(base)])
+    assert res.exit_code == 0 and len(res.output.splitlines()) == 3

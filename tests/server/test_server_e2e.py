@@ -161,3 +161,32 @@ def test_memory_backend_is_refused_with_workers(tmp_path: Path) -> None:
     assert server.wait_exit() == 2
     out = server.logs()
     assert "error: DEDUP_BACKEND=memory" in out and "Traceback" not in out
+
+
+def test_lineage_endpoint_spans_every_workers_audit_chain(
+    tmp_path: Path, servers: Callable[..., ServerProcess]
+) -> None:
+    data = tmp_path / "data"
+    server = servers(data, {"ADMIN_TOKEN": "adm-token"}, workers=2)
+    admin = {"Authorization": "Bearer adm-token"}
+    pcs_list = [make_pcs(epoch=epoch) for epoch in range(12)]
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for pcs in pcs_list:  # first-seen, then a duplicate: often on the other worker
+            assert c.post(SUBMIT, content=body(pcs), headers=JSON).status_code == 200
+        for pcs in pcs_list:
+            c.post(SUBMIT, content=body(pcs), headers={**JSON, "Connection": "close"})
+        pcs_id = pcs_list[0]["pcs_id"]
+        assert c.get(f"/v1/audit/lineage/{pcs_id}").status_code == 401
+        assert c.get("/v1/audit/lineage/not-hex", headers=admin).status_code == 400
+        chains: set[str] = set()
+        for pcs in pcs_list:
+            got = c.get(f"/v1/audit/lineage/{pcs['pcs_id']}", headers=admin)
+            assert got.status_code == 200, got.text
+            entries = got.json()["entries"]
+            assert [e["verify_outcome"] for e in entries] == ["accepted", "duplicate"]
+            assert {e["tenant_id"] for e in entries} == {"default"}
+            assert all(e["policy_version"] and e["verify_params_hash"] for e in entries)
+            chains.update(e["chain"] for e in entries)
+        other = c.get(f"/v1/audit/lineage/{pcs_id}?tenant_id=other", headers=admin)
+        assert other.json()["entries"] == []
+    assert chains <= {"audit", "audit-1"}

@@ -20,7 +20,7 @@ from fractal_lba.audit.errors import (
     AuditVerifyError,
     CheckpointError,
 )
-from fractal_lba.audit.index import lineage, reindex
+from fractal_lba.audit.index import audit_chains, lineage, lineage_all, reindex
 from fractal_lba.audit.proof import build_proofs, check_proof
 from fractal_lba.audit.prune import PruneResult, prune
 from fractal_lba.audit.verify import VerifyReport, verify_log
@@ -42,11 +42,13 @@ __all__ = [
     "PruneResult",
     "VerifyReport",
     "WormLog",
+    "audit_chains",
     "build_proofs",
     "check_proof",
     "compute_entry_hash",
     "entry_to_dict",
     "lineage",
+    "lineage_all",
     "load_or_create_audit_key",
     "open_worm_from_settings",
     "parse_checkpoint",

@@ -207,3 +207,34 @@ def lineage(base_dir: Path, pcs_id: str, tenant_id: str | None = None) -> list[d
         entry.update(segment=rel, line=line, offset=offset, sealed=not mode & 0o222)
         out.append(entry)
     return out
+
+
+def audit_chains(base_dir: Path) -> list[Path]:
+    """The audit directories of one server: ``base`` (worker 0) and ``base-<i>`` (worker i).
+
+    Each is its own hash chain with one writer; lineage must look in all of them.
+    """
+    base = Path(base_dir)
+    extra = [
+        p
+        for p in base.parent.glob(f"{base.name}-*")
+        if p.is_dir() and p.name[len(base.name) + 1 :].isdigit()
+    ]
+    extra.sort(key=lambda p: int(p.name[len(base.name) + 1 :]))
+    return [base, *extra] if base.is_dir() else extra
+
+
+def lineage_all(base_dir: Path, pcs_id: str, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    """:func:`lineage` over every chain of a server (see :func:`audit_chains`), in time order.
+
+    Each entry also names its ``chain`` (the audit directory's name).
+    """
+    out: list[dict[str, Any]] = []
+    for chain in audit_chains(base_dir):
+        if not (chain / INDEX_NAME).exists():
+            continue
+        for entry in lineage(chain, pcs_id, tenant_id):
+            entry["chain"] = chain.name
+            out.append(entry)
+    out.sort(key=lambda e: (str(e.get("timestamp")), e["chain"], e["line"]))
+    return out

@@ -20,7 +20,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fractal_lba.audit.errors import AuditError, AuditLockedError, AuditVerifyError
-from fractal_lba.audit.index import lineage as lineage_query
+from fractal_lba.audit.index import lineage_all
 from fractal_lba.audit.index import reindex as reindex_log
 from fractal_lba.audit.proof import build_proofs, check_proof, parse_vkey, proof_bytes
 from fractal_lba.audit.prune import prune as prune_log
@@ -141,8 +141,11 @@ def verify(
 @click.option("--tenant", help="Only entries of this tenant.")
 @base_option
 def lineage(pcs_id: str, tenant: str | None, base: Path | None) -> None:
-    """Every audit entry of PCS_ID: outcome, policy version, params hash, tenant, location."""
-    rows = lineage_query(_base(base), pcs_id, tenant)
+    """Every audit entry of PCS_ID: outcome, policy version, params hash, tenant, location.
+
+    Looks in every audit chain of the server (``audit``, and ``audit-<i>`` of worker i).
+    """
+    rows = lineage_all(_base(base), pcs_id, tenant)
     if not rows:
         raise AuditError(f"no audit entry for pcs_id {pcs_id}")
     for row in rows:

@@ -13,7 +13,7 @@ object, one pass over the headers). Steps 1-2 happen here, in this order:
 then :class:`~fractal_lba.server.pipeline.Pipeline` runs steps 3-10. ``GET /health``,
 ``GET /ready`` and ``GET /metrics`` are ordinary Starlette routes, as are the admin routes
 (``Authorization: Bearer <ADMIN_TOKEN>``; 404 when no token is configured):
-``POST /v1/admin/reload`` and ``GET /v1/tenants/{id}/usage``.
+``POST /v1/admin/reload``, ``GET /v1/tenants/{id}/usage`` and ``GET /v1/audit/lineage/{pcs_id}``.
 
 Tenant reload (admin endpoint or SIGHUP) builds and validates a complete new resolver, then
 swaps one reference (:class:`_TenantTable`); a bad file keeps the old configuration.
@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fractal_lba.audit import AuditEntry, AuditError, AuditLog
+from fractal_lba.audit import AuditEntry, AuditError, AuditLog, lineage_all
 from fractal_lba.config import Settings
 from fractal_lba.errors import ConfigError, FlkError
 from fractal_lba.policy import Policy, default_policy
@@ -227,6 +227,7 @@ class VerifierApp:
                 Route("/metrics", self._metrics, methods=["GET"]),
                 Route("/v1/admin/reload", self._admin_reload, methods=["POST"]),
                 Route("/v1/tenants/{tenant_id}/usage", self._tenant_usage, methods=["GET"]),
+                Route("/v1/audit/lineage/{pcs_id}", self._audit_lineage, methods=["GET"]),
             ]
         )
 
@@ -631,6 +632,28 @@ class VerifierApp:
         os.kill(pid, signal.SIGHUP)
         log.info("asked the supervisor for a rolling restart of the workers")
         return True
+
+    async def _audit_lineage(self, request: Request) -> Response:
+        """Every audit entry of a PCS across this server's audit chains (SPEC section 7):
+        outcome, policy version, params hash, tenant, timestamps, segment and offset.
+        ``?tenant_id=`` scopes it to one tenant."""
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        pcs_id = request.path_params["pcs_id"]
+        if len(pcs_id) != 64 or any(c not in "0123456789abcdef" for c in pcs_id):
+            return JSONResponse(
+                {"error": "invalid_field", "field": "pcs_id", "detail": "64 lowercase hex"},
+                status_code=400,
+            )
+        tenant_id = request.query_params.get("tenant_id")
+        try:
+            entries = await asyncio.to_thread(
+                lineage_all, self.settings.audit_dir, pcs_id, tenant_id
+            )
+        except AuditError as exc:
+            return JSONResponse({"error": "audit_unavailable", "detail": str(exc)}, 503)
+        return JSONResponse({"pcs_id": pcs_id, "tenant_id": tenant_id, "entries": entries})
 
     async def _tenant_usage(self, request: Request) -> Response:
         denied = self._admin_denied(request)
