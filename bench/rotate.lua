@@ -1,7 +1,10 @@
 -- wrk script: POST pre-built PCS bodies, each thread a distinct slice, never reused unless the
 -- slice runs out (counted as `wraps`, so a "first-seen" run can prove nothing was resent).
--- usage: wrk -t T -c C -d D -s bench/rotate.lua URL -- BODIES_FILE PATH
--- BODIES_FILE: one request a line, "<tenant_id>\t<json body>".
+-- usage: wrk -t T -c C -d D -s bench/rotate.lua URL -- BODIES_FILE PATH T
+-- BODIES_FILE: one request a line, "<tenant_id>\t<json body>". The thread count T is passed
+-- again as an argument: wrk may run a thread's init() before setup() has seen every thread,
+-- so a count gathered in setup() is not reliable (thread 0 then took every body and the
+-- threads resent each other's, which made "first-seen" runs about a quarter duplicates).
 
 local threads = {}
 local counter = 0
@@ -16,6 +19,7 @@ end
 
 function init(args)
   local file, path = args[1], args[2] or "/v1/pcs/submit"
+  nthreads = tonumber(args[3]) or nthreads
   reqs = {}
   statuses = {}
   wraps = 0

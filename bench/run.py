@@ -89,7 +89,7 @@ def run_wrk(url: str, bodies: Path, path: str, duration: float) -> dict[str, Any
     """Closed loop: wrk -t2 -c64 for ``duration`` seconds; the summary rotate.lua prints."""
     cmd = [
         "wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s",
-        "--timeout", "10s", "-s", str(LUA), url, "--", str(bodies), path,
+        "--timeout", "10s", "-s", str(LUA), url, "--", str(bodies), path, str(WRK_THREADS),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
@@ -272,7 +272,7 @@ def run_rss(ctx: Ctx, duration: float, bodies: Path) -> dict[str, Any]:
         t0 = time.monotonic()
         cmd = [
             "wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{round(duration)}s", "--timeout",
-            "10s", "-s", str(LUA), srv.url, "--", str(bodies), SUBMIT,
+            "10s", "-s", str(LUA), srv.url, "--", str(bodies), SUBMIT, str(WRK_THREADS),
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         while proc.poll() is None:

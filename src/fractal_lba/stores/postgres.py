@@ -6,9 +6,19 @@ do not race on ``CREATE TABLE``). First write wins with ``INSERT ... ON CONFLICT
 win; a loser reads the committed winner with a follow-up ``SELECT`` (a new statement, so a
 new snapshot in autocommit mode, which sees the winner's commit).
 
-The pool is opened without waiting, checks each connection before lending it, and gives up
-on a reconnect loop after ``reconnect_timeout`` so that, after an outage, new connections are
-attempted promptly instead of after a long exponential backoff.
+The pool is opened without waiting and gives up on a reconnect loop after
+``reconnect_timeout`` so that, after an outage, new connections are attempted promptly
+instead of after a long exponential backoff. Connections are not pinged before each use
+(that would double the round trips of every request); instead an operation that finds its
+connection broken (e.g. the server restarted) is retried on another one within
+``op_timeout``. Every operation is idempotent (a read, or first-write-wins), so a retry after
+an ambiguous failure is safe.
+
+Sessions run with ``synchronous_commit = off``: a dedup record is not the durable record of a
+request (the inbox WAL and the audit log are, both fsync'd before the answer), so the
+store does not need its own flush per insert; a PostgreSQL crash may forget the last few
+hundred milliseconds of dedup records, which WAL replay and the audit log cover, the same
+trade as the SQLite store's ``synchronous = NORMAL``.
 """
 
 from __future__ import annotations
@@ -115,7 +125,6 @@ class PostgresStore:
                 max_size=self._max_size,
                 timeout=self._op_timeout,
                 reconnect_timeout=self._reconnect_timeout,
-                check=AsyncConnectionPool.check_connection,
                 configure=self._configure,
                 kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(self._op_timeout))},
                 name=f"flk-dedup-{self._table_name}",
@@ -197,9 +206,11 @@ class PostgresStore:
             await pool.close(timeout=self._op_timeout)
 
     async def _configure(self, conn: _Conn) -> None:
-        """Bound every statement on the server side too, so a stuck query frees its lock."""
+        """Bound every statement on the server side too, so a stuck query frees its lock;
+        no per-insert flush (see the module docstring)."""
         ms = max(1, int(self._op_timeout * 1000))
         await conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms)))
+        await conn.execute("SET synchronous_commit = off")
 
     async def _create_schema(self, conn: _Conn) -> None:
         async with conn.transaction():
@@ -237,10 +248,18 @@ class PostgresStore:
         except OSError as exc:
             raise StoreUnavailable(f"postgres {op} failed: {type(exc).__name__}") from None
 
-    @staticmethod
     async def _attempt(
-        pool: AsyncConnectionPool[_Conn], work: Callable[[_Conn], Awaitable[T]]
+        self, pool: AsyncConnectionPool[_Conn], work: Callable[[_Conn], Awaitable[T]]
     ) -> T:
+        # A pooled connection may have died since it was last used (server restart, network
+        # cut): the pool discards it when it comes back broken, so try the next one.
+        for _ in range(self._max_size):
+            async with pool.connection() as conn:
+                try:
+                    return await work(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not conn.broken:
+                        raise
         async with pool.connection() as conn:
             return await work(conn)
 
