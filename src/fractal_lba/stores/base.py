@@ -90,3 +90,22 @@ def check_positive(name: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
     return value
+
+
+def insert_args(
+    tenant_id: str, pcs_id: str, outcome: StoredOutcome, now: float, ttl_s: float
+) -> tuple[object, ...]:
+    """Parameters of the SQL first-write-wins insert shared by the sqlite and postgres stores:
+    the row's columns, then ``now`` for the "expired record may be overwritten" condition."""
+    o = outcome
+    return (
+        tenant_id,
+        pcs_id,
+        o.status,
+        o.body,
+        o.payload_hash,
+        o.request_id,
+        o.created_at,
+        now + check_positive("ttl_s", ttl_s),
+        now,
+    )

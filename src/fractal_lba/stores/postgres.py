@@ -36,7 +36,13 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.errors import PoolClosed
 
-from fractal_lba.stores.base import Clock, StoredOutcome, check_namespace, check_positive
+from fractal_lba.stores.base import (
+    Clock,
+    StoredOutcome,
+    check_namespace,
+    check_positive,
+    insert_args,
+)
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
@@ -148,20 +154,7 @@ class PostgresStore:
         self, tenant_id: str, pcs_id: str, outcome: StoredOutcome, ttl_s: float
     ) -> StoredOutcome:
         """Store ``outcome`` unless a live record exists; return the winner."""
-        check_positive("ttl_s", ttl_s)
-        now = self._clock()
-        o = outcome
-        args = (
-            tenant_id,
-            pcs_id,
-            o.status,
-            o.body,
-            o.payload_hash,
-            o.request_id,
-            o.created_at,
-            now + ttl_s,
-            now,
-        )
+        args = insert_args(tenant_id, pcs_id, outcome, self._clock(), ttl_s)
 
         async def work(conn: _Conn) -> StoredOutcome:
             # The loop only repeats if the winner was purged between the two statements.

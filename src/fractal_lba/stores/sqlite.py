@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from fractal_lba.stores.base import Clock, StoredOutcome, check_namespace, check_positive
+from fractal_lba.stores.base import (
+    Clock,
+    StoredOutcome,
+    check_namespace,
+    check_positive,
+    insert_args,
+)
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
@@ -130,20 +136,7 @@ class SqliteStore:
         self, tenant_id: str, pcs_id: str, outcome: StoredOutcome, ttl_s: float
     ) -> StoredOutcome:
         """Store ``outcome`` unless a live record exists; return the winner."""
-        check_positive("ttl_s", ttl_s)
-        now = self._clock()
-        o = outcome
-        args = (
-            tenant_id,
-            pcs_id,
-            o.status,
-            o.body,
-            o.payload_hash,
-            o.request_id,
-            o.created_at,
-            now + ttl_s,
-            now,
-        )
+        args = insert_args(tenant_id, pcs_id, outcome, self._clock(), ttl_s)
 
         def work(conn: sqlite3.Connection) -> StoredOutcome:
             if conn.execute(self._sql_put, args).rowcount == 1:
