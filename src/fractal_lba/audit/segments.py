@@ -30,7 +30,12 @@ from typing import Any
 
 import msgspec
 
-from fractal_lba.audit.entry import AuditEntry, canonical_bytes, compute_entry_hash, entry_to_dict
+from fractal_lba.audit.entry import (
+    AuditEntry,
+    canonical_bytes,
+    chain_entry,
+    compute_entry_hash,
+)
 from fractal_lba.audit.errors import AuditError, AuditVerifyError
 
 SEGMENT_GLOB = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
@@ -125,10 +130,7 @@ def check_entry(entry: AuditEntry) -> None:
 
 def encode_entry(entry: AuditEntry, prev_hash: str) -> tuple[AuditEntry, bytes]:
     """Chain ``entry`` after ``prev_hash``; return it with its hashes and its line (``\\n``)."""
-    d = entry_to_dict(entry)
-    d["prev_hash"] = prev_hash
-    d["entry_hash"] = h = compute_entry_hash(d)
-    line = canonical_bytes(d) + b"\n"
+    h, line = chain_entry(entry, prev_hash)
     return msgspec.structs.replace(entry, prev_hash=prev_hash, entry_hash=h), line
 
 
