@@ -300,3 +300,16 @@ async def test_sanity_reject_policy_answers_400_and_replays_it(make_harness: Mak
         assert entry.verify_outcome == "rejected"
         again = await h.submit(body(make_pcs(r=1.5)))
         assert again.status_code == 400 and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_huge_claimed_values_are_verified_not_crashed_on(make_harness: Make) -> None:
+    """round9 once raised decimal.InvalidOperation from 1e19 up: the signature step crashed
+    (500, request stuck pending) instead of the decision table answering."""
+    async with make_harness() as h:
+        pcs = resign(make_pcs(), D_hat=1e19, budget=-1.7976931348623157e308)
+        resp = await h.submit(body(pcs))
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["accepted"] is False
+        assert resp.json()["reason"] == "dhat_out_of_tolerance"
+        [entry] = h.audit.by_request(resp.headers["x-request-id"])
+        assert entry.status == resp.status_code
