@@ -222,8 +222,9 @@ class TokenBucketLimiter:
     async def acquire(self, tenant: Tenant) -> RateDecision:
         now = self._clock()
         used = 0
-        key = (utc_day(now), tenant.id)
+        key = ("", "")
         if tenant.daily_quota > 0:
+            key = (utc_day(now), tenant.id)
             used = await self._used(key)
             if used >= tenant.daily_quota:
                 tokens = self._tenant_level(tenant, now)

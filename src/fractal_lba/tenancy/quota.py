@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import sqlite3
 import threading
@@ -41,7 +42,13 @@ QUOTA_SQLITE_FILENAME = "quota.sqlite3"
 
 def utc_day(now: float) -> str:
     """``YYYY-MM-DD`` of the UTC day containing unix time ``now``."""
-    return datetime.fromtimestamp(math.floor(now / DAY_S) * DAY_S, UTC).strftime("%Y-%m-%d")
+    return _day_name(math.floor(now / DAY_S))
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(day: int) -> str:
+    """Formatting a date costs microseconds; a limiter asks once per request."""
+    return datetime.fromtimestamp(day * DAY_S, UTC).strftime("%Y-%m-%d")
 
 
 def seconds_to_midnight(now: float) -> float:
