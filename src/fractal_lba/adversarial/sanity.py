@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from fractal_lba.policy import SanitySettings
@@ -25,6 +26,8 @@ CHECKS: tuple[str, ...] = (
     "merkle_root",
     "v_star",
 )
+
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
 
 # Checks the verifier needs before it can recompute D_hat from N_j.
 STRUCTURAL: frozenset[str] = frozenset(
@@ -44,8 +47,12 @@ def sanity_failures(
     v_star: Sequence[float],
     tol_coh: float,
     settings: SanitySettings,
+    strict: bool | None = None,
 ) -> list[str]:
-    """Names of failed checks, in :data:`CHECKS` order (empty when all pass)."""
+    """Names of failed checks, in :data:`CHECKS` order (empty when all pass).
+
+    ``strict`` overrides ``settings.strict`` (the server's STRICT_MODE) without copying them.
+    """
     failed: list[str] = []
     if any(b <= a for a, b in itertools.pairwise(scales)):
         failed.append("scales_order")
@@ -62,12 +69,12 @@ def sanity_failures(
         failed.append("coh_star_range")
     if not 0 <= r <= 1:
         failed.append("r_range")
-    lo, hi = (0.5, 3.0) if settings.strict else (0.0, 3.5)
+    lo, hi = (0.5, 3.0) if (settings.strict if strict is None else strict) else (0.0, 3.5)
     if not lo <= d_hat <= hi:
         failed.append("d_hat_range")
     if not 0 <= budget <= 1:
         failed.append("budget_range")
-    if len(merkle_root) != 64 or any(c not in "0123456789abcdef" for c in merkle_root):
+    if _HEX64(merkle_root) is None:
         failed.append("merkle_root")
     if len(v_star) != 3 or not all(math.isfinite(c) for c in v_star):
         failed.append("v_star")

@@ -87,8 +87,6 @@ def decide(
     vp = policy.params
     sp = params if params is not None else signal_params(policy)
     sanity = policy.sanity
-    if strict and not sanity.strict:
-        sanity = msgspec.structs.replace(sanity, strict=True)
     failed = sanity_failures(
         scales=pcs.scales,
         n_j=pcs.N_j,
@@ -100,6 +98,7 @@ def decide(
         v_star=pcs.v_star,
         tol_coh=vp.tol_coh,
         settings=sanity,
+        strict=True if strict else None,
     )
     claimed_regime_ok = pcs.regime == regime(pcs.D_hat, pcs.coh_star, sp)
     factors = anomaly_factors(
