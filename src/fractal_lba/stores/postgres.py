@@ -6,6 +6,18 @@ do not race on ``CREATE TABLE``). First write wins with ``INSERT ... ON CONFLICT
 win; a loser reads the committed winner with a follow-up ``SELECT`` (a new statement, so a
 new snapshot in autocommit mode, which sees the winner's commit).
 
+Concurrent calls are batched (:class:`~fractal_lba.stores.batching.Batcher`): the ``get``
+calls queued while earlier batches run go out as one ``SELECT ... JOIN unnest(keys)``, the
+``put_if_absent`` calls as one ``INSERT ... SELECT FROM unnest(rows) ON CONFLICT ...`` (plus
+one ``SELECT`` of the winners of the keys that lost). Per call, a statement costs a pool
+checkout, a task, a timer and a driver round trip, which under load made client CPU, not the
+server, the limit; a batch pays them once. A key's first put in a batch is its candidate row
+(one statement may not update a row twice); its later puts get the winner, as if they had
+run right after it. Rows are inserted in key order, so overlapping batches (of this or
+another replica) lock rows in the same order and cannot deadlock. A batch of one uses the
+single-row statements (cheaper); a batch refused for one call's arguments is re-run call by
+call, so that only that call gets the error.
+
 The pool is opened without waiting and gives up on a reconnect loop after
 ``reconnect_timeout`` so that, after an outage, new connections are attempted promptly
 instead of after a long exponential backoff. Connections are not pinged before each use
@@ -27,7 +39,7 @@ import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -43,14 +55,38 @@ from fractal_lba.stores.base import (
     check_positive,
     insert_args,
 )
+from fractal_lba.stores.batching import Batcher
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _Conn = psycopg.AsyncConnection[TupleRow]
+_Key = tuple[str, str]
+_Put = tuple[str, str, StoredOutcome, float]
+"""A queued ``put_if_absent``: tenant_id, pcs_id, outcome, ttl_s."""
 
 # SQLSTATE classes meaning "the server cannot serve now" rather than "the query is wrong".
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
+
+# Batches in flight per operation (gets and puts each). Every running batch holds a pooled
+# connection: 3 + 3 leave 4 of the default pool of 10 for ping, purge, open and for attempts
+# abandoned after a timeout (they keep their connection until the server answers or the
+# connection dies). More slots would only split the same calls into more, smaller
+# statements, i.e. more CPU per call, which is what batching is for; a call that finds every
+# slot busy waits for at most one round trip. A small pool gets fewer slots.
+_MAX_INFLIGHT = 3
+# Calls per statement: bounds a statement's size (a put carries the response body) and the
+# rows it locks at once, i.e. how long an overlapping batch of another replica waits on it.
+# Under the loads measured (64 concurrent requests) batches stay well below it.
+_MAX_BATCH = 128
+# How often a put re-inserts keys whose winner was purged between its two statements.
+_PUT_ROUNDS = 3
+
+
+class _StatementError(StoreError):
+    """A statement was refused for its arguments (e.g. a NUL byte in a text column): retrying
+    the same batch will not help, but the other calls of the batch may be fine alone."""
 
 
 class PostgresStore:
@@ -79,23 +115,56 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._schema_ready = False
         self._abandoned: set[asyncio.Future[Any]] = set()
+        inflight = max(1, min(_MAX_INFLIGHT, max_size // 3))
+        self._gets: Batcher[_Key, StoredOutcome | None] = Batcher(
+            self._get_batch,
+            op_timeout=self._op_timeout,
+            expired=lambda: StoreUnavailable(f"postgres get timed out after {op_timeout:g}s"),
+            max_batch=_MAX_BATCH,
+            max_inflight=inflight,
+        )
+        self._puts: Batcher[_Put, StoredOutcome] = Batcher(
+            self._put_batch,
+            op_timeout=self._op_timeout,
+            expired=lambda: StoreUnavailable(f"postgres put timed out after {op_timeout:g}s"),
+            max_batch=_MAX_BATCH,
+            max_inflight=inflight,
+        )
         t = sql.Identifier(self._table_name)
+        row = sql.SQL("status, body, payload_hash, request_id, created_at")
+        keys = sql.SQL("unnest(%s::text[], %s::text[]) AS k(tenant_id, pcs_id)")
         self._sql_get = sql.SQL(
-            "SELECT status, body, payload_hash, request_id, created_at FROM {t} "
-            "WHERE tenant_id = %s AND pcs_id = %s AND expires_at > %s"
-        ).format(t=t)
+            "SELECT {row} FROM {t} WHERE tenant_id = %s AND pcs_id = %s AND expires_at > %s"
+        ).format(row=row, t=t)
+        self._sql_get_many = sql.SQL(
+            "SELECT tenant_id, pcs_id, {row} FROM {t} JOIN {keys} USING (tenant_id, pcs_id) "
+            "WHERE expires_at > %s"
+        ).format(row=row, t=t, keys=keys)
         self._sql_winner = sql.SQL(
-            "SELECT status, body, payload_hash, request_id, created_at FROM {t} "
-            "WHERE tenant_id = %s AND pcs_id = %s"
-        ).format(t=t)
-        self._sql_put = sql.SQL(
-            "INSERT INTO {t} AS d (tenant_id, pcs_id, status, body, payload_hash, request_id, "
-            "created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "SELECT {row} FROM {t} WHERE tenant_id = %s AND pcs_id = %s"
+        ).format(row=row, t=t)
+        self._sql_winner_many = sql.SQL(
+            "SELECT tenant_id, pcs_id, {row} FROM {t} JOIN {keys} USING (tenant_id, pcs_id)"
+        ).format(row=row, t=t, keys=keys)
+        upsert = sql.SQL(
             "ON CONFLICT (tenant_id, pcs_id) DO UPDATE SET status = EXCLUDED.status, "
             "body = EXCLUDED.body, payload_hash = EXCLUDED.payload_hash, "
             "request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at, "
-            "expires_at = EXCLUDED.expires_at WHERE d.expires_at <= %s RETURNING 1"
+            "expires_at = EXCLUDED.expires_at WHERE d.expires_at <= %s"
+        )
+        columns = sql.SQL(
+            "{t} AS d (tenant_id, pcs_id, status, body, payload_hash, request_id, "
+            "created_at, expires_at)"
         ).format(t=t)
+        self._sql_put = sql.SQL(
+            "INSERT INTO {columns} VALUES (%s, %s, %s, %s, %s, %s, %s, %s) {upsert} RETURNING 1"
+        ).format(columns=columns, upsert=upsert)
+        # unnest keeps the order of the arrays, so rows are inserted (and locked) in key order.
+        self._sql_put_many = sql.SQL(
+            "INSERT INTO {columns} SELECT * FROM unnest(%s::text[], %s::text[], "
+            "%s::integer[], %s::bytea[], %s::text[], %s::text[], %s::float8[], %s::float8[]) "
+            "{upsert} RETURNING d.tenant_id, d.pcs_id"
+        ).format(columns=columns, upsert=upsert)
         self._sql_purge = sql.SQL("DELETE FROM {t} WHERE expires_at <= %s").format(t=t)
         self._sql_ping = sql.SQL("SELECT 1 FROM {t} LIMIT 1").format(t=t)
         self._sql_schema = [
@@ -123,6 +192,8 @@ class PostgresStore:
         Raises ``StoreUnavailable`` if the server does not answer within ``op_timeout``;
         calling ``open`` again later retries the schema creation.
         """
+        self._gets.reopen()
+        self._puts.reopen()
         if self._pool is None:
             self._pool = AsyncConnectionPool(
                 self._dsn,
@@ -142,31 +213,14 @@ class PostgresStore:
 
     async def get(self, tenant_id: str, pcs_id: str) -> StoredOutcome | None:
         """Return the live outcome for the key, or ``None``."""
-        args = (tenant_id, pcs_id, self._clock())
-
-        async def work(conn: _Conn) -> StoredOutcome | None:
-            row = await (await conn.execute(self._sql_get, args)).fetchone()
-            return None if row is None else _outcome(row)
-
-        return await self._run("get", work)
+        return await self._gets.call((tenant_id, pcs_id))
 
     async def put_if_absent(
         self, tenant_id: str, pcs_id: str, outcome: StoredOutcome, ttl_s: float
     ) -> StoredOutcome:
         """Store ``outcome`` unless a live record exists; return the winner."""
-        args = insert_args(tenant_id, pcs_id, outcome, self._clock(), ttl_s)
-
-        async def work(conn: _Conn) -> StoredOutcome:
-            # The loop only repeats if the winner was purged between the two statements.
-            for _ in range(3):
-                if await (await conn.execute(self._sql_put, args)).fetchone() is not None:
-                    return outcome
-                row = await (await conn.execute(self._sql_winner, args[:2])).fetchone()
-                if row is not None:
-                    return _outcome(row)
-            raise StoreUnavailable("postgres put kept losing to concurrent deletes")
-
-        return await self._run("put", work)
+        check_positive("ttl_s", ttl_s)
+        return await self._puts.call((tenant_id, pcs_id, outcome, ttl_s))
 
     async def ping(self) -> None:
         """Borrow a checked connection and read the table."""
@@ -186,7 +240,10 @@ class PostgresStore:
         return await self._run("purge", work)
 
     async def close(self) -> None:
-        """Close the pool. Idempotent."""
+        """Fail queued calls, close the pool. Idempotent."""
+        # Cancelling the running batches abandons their attempts (see _run).
+        await self._gets.close()
+        await self._puts.close()
         pool, self._pool = self._pool, None
         self._schema_ready = False
         # A second cancel makes psycopg drop a connection stuck in a cancel request at once.
@@ -197,6 +254,147 @@ class PostgresStore:
             await asyncio.wait(abandoned, timeout=self._op_timeout)
         if pool is not None:
             await pool.close(timeout=self._op_timeout)
+
+    # --- batches ---------------------------------------------------------------------------
+
+    async def _get_batch(
+        self, items: list[_Key], timeout: float
+    ) -> Sequence[StoredOutcome | BaseException | None]:
+        """One statement for every get of the batch; the same key may be asked several times."""
+        return await self._isolating("get", self._get_many, items, timeout)
+
+    async def _get_many(self, items: list[_Key], timeout: float) -> list[StoredOutcome | None]:
+        now = self._clock()
+        if len(items) == 1:
+            args: tuple[object, ...] = (*items[0], now)
+
+            async def one(conn: _Conn) -> list[StoredOutcome | None]:
+                row = await (await conn.execute(self._sql_get, args)).fetchone()
+                return [None if row is None else _outcome(row)]
+
+            return await self._run("get", one, timeout)
+        keys = list(dict.fromkeys(items))
+        args = ([k[0] for k in keys], [k[1] for k in keys], now)
+
+        async def many(conn: _Conn) -> dict[_Key, StoredOutcome]:
+            rows = await (await conn.execute(self._sql_get_many, args)).fetchall()
+            return {(row[0], row[1]): _outcome(row[2:]) for row in rows}
+
+        found = await self._run("get", many, timeout)
+        return [found.get(key) for key in items]
+
+    async def _put_batch(
+        self, items: list[_Put], timeout: float
+    ) -> Sequence[StoredOutcome | BaseException]:
+        """One insert for every put of the batch (plus one select if some lost).
+
+        A key's first put in the batch is its candidate; its later puts get the key's winner,
+        as if they had run right after it."""
+        return await self._isolating("put", self._put_many, items, timeout)
+
+    async def _put_many(
+        self, items: list[_Put], timeout: float
+    ) -> list[StoredOutcome | BaseException]:
+        now = self._clock()
+        first: dict[_Key, _Put] = {}
+        for item in items:
+            first.setdefault((item[0], item[1]), item)
+        # Key order: overlapping batches lock their rows in the same order (no deadlock).
+        candidates = [first[key] for key in sorted(first)]
+
+        async def work(conn: _Conn) -> dict[_Key, StoredOutcome]:
+            winners: dict[_Key, StoredOutcome] = {}
+            pending = candidates
+            # Repeats only for keys whose winner was purged between the two statements.
+            for _ in range(_PUT_ROUNDS):
+                won = await self._insert(conn, pending, now)
+                lost: list[_Put] = []
+                for put in pending:
+                    if (put[0], put[1]) in won:
+                        winners[put[0], put[1]] = put[2]
+                    else:
+                        lost.append(put)
+                if not lost:
+                    break
+                current = await self._select_winners(conn, [(p[0], p[1]) for p in lost])
+                winners.update(current)
+                pending = [p for p in lost if (p[0], p[1]) not in current]
+                if not pending:
+                    break
+            return winners
+
+        winners = await self._run("put", work, timeout)
+        results: list[StoredOutcome | BaseException] = []
+        for tenant_id, pcs_id, _, _ in items:
+            winner = winners.get((tenant_id, pcs_id))
+            if winner is None:
+                results.append(StoreUnavailable("postgres put kept losing to concurrent deletes"))
+            else:
+                results.append(winner)
+        return results
+
+    async def _insert(self, conn: _Conn, puts: list[_Put], now: float) -> set[_Key]:
+        """Insert-or-replace-expired each put's row; return the keys that were written."""
+        if len(puts) == 1:
+            tenant_id, pcs_id, outcome, ttl_s = puts[0]
+            args = insert_args(tenant_id, pcs_id, outcome, now, ttl_s)
+            row = await (await conn.execute(self._sql_put, args)).fetchone()
+            return set() if row is None else {(tenant_id, pcs_id)}
+        columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [])
+        for tenant_id, pcs_id, o, ttl_s in puts:
+            values = (
+                tenant_id,
+                pcs_id,
+                o.status,
+                o.body,
+                o.payload_hash,
+                o.request_id,
+                float(o.created_at),
+                now + ttl_s,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        rows = await (await conn.execute(self._sql_put_many, (*columns, now))).fetchall()
+        return {(row[0], row[1]) for row in rows}
+
+    async def _select_winners(self, conn: _Conn, keys: list[_Key]) -> dict[_Key, StoredOutcome]:
+        """The committed rows of ``keys`` (live or not: they just beat an insert)."""
+        if len(keys) == 1:
+            row = await (await conn.execute(self._sql_winner, keys[0])).fetchone()
+            return {} if row is None else {keys[0]: _outcome(row)}
+        args = ([k[0] for k in keys], [k[1] for k in keys])
+        rows = await (await conn.execute(self._sql_winner_many, args)).fetchall()
+        return {(row[0], row[1]): _outcome(row[2:]) for row in rows}
+
+    async def _isolating(
+        self,
+        op: str,
+        run: Callable[[list[T], float], Awaitable[Sequence[R | BaseException]]],
+        items: list[T],
+        timeout: float,
+    ) -> Sequence[R | BaseException]:
+        """Run the batch; if a statement refuses one call's arguments, which fails the whole
+        batch, run each call alone (in order, within the batch's time) so that the error
+        reaches only that call, as it would have without batching."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            return await run(items, timeout)
+        except _StatementError:
+            if len(items) == 1:
+                raise
+        results: list[R | BaseException] = []
+        for item in items:
+            try:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
+                results.extend(await run([item], remaining))
+            except StoreError as exc:
+                results.append(exc)
+        return results
+
+    # --- connections -----------------------------------------------------------------------
 
     async def _configure(self, conn: _Conn) -> None:
         """Bound every statement on the server side too, so a stuck query frees its lock;
@@ -211,8 +409,11 @@ class PostgresStore:
             for statement in self._sql_schema:
                 await conn.execute(statement)
 
-    async def _run(self, op: str, work: Callable[[_Conn], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection within op_timeout, translating driver errors.
+    async def _run(
+        self, op: str, work: Callable[[_Conn], Awaitable[T]], timeout: float | None = None
+    ) -> T:
+        """Run ``work`` on a pooled connection within ``timeout`` (default op_timeout),
+        translating driver errors.
 
         The attempt runs in its own task that is abandoned (cancelled, not awaited) on
         timeout: psycopg answers a cancellation by sending the server a cancel request and
@@ -223,7 +424,9 @@ class PostgresStore:
             raise StoreError("postgres store is not open")
         task = asyncio.ensure_future(self._attempt(pool, work))
         try:
-            done, _ = await asyncio.wait({task}, timeout=self._op_timeout)
+            done, _ = await asyncio.wait(
+                {task}, timeout=self._op_timeout if timeout is None else timeout
+            )
         except BaseException:
             self._abandon(task)
             raise
@@ -240,6 +443,8 @@ class PostgresStore:
             raise _translate(exc, op) from None
         except OSError as exc:
             raise StoreUnavailable(f"postgres {op} failed: {type(exc).__name__}") from None
+        except UnicodeError:  # a lone surrogate in a str argument: not encodable as UTF-8
+            raise _StatementError(f"postgres {op} failed: argument is not valid text") from None
 
     async def _attempt(
         self, pool: AsyncConnectionPool[_Conn], work: Callable[[_Conn], Awaitable[T]]
@@ -287,4 +492,6 @@ def _translate(exc: psycopg.Error, op: str) -> StoreError:
         or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
     ):
         return StoreUnavailable(f"postgres {op} failed: {what}")
+    if isinstance(exc, psycopg.DataError) or state[:2] == "22":  # refused for an argument
+        return _StatementError(f"postgres {op} failed: {what}")
     return StoreError(f"postgres {op} failed: {what}")
