@@ -19,8 +19,10 @@ every admitted request still ends with exactly one outcome and one audit entry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,7 +127,22 @@ def vrf_gate(pcs: PCS, tenant: Tenant) -> None:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds (``2026-11-28T15:31:06.123Z``), as ``datetime`` writes it
+    (microseconds rounded half-even, then truncated to milliseconds); the date-time part is
+    formatted once per second, not per request."""
+    frac, whole = math.modf(ts)  # the same split and rounding as datetime.fromtimestamp
+    us = round(frac * 1e6)
+    sec = int(whole)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    elif us < 0:
+        sec, us = sec - 1, us + 1_000_000
+    return f"{_second(sec)}.{us // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(sec: int) -> str:
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass

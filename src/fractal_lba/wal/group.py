@@ -10,6 +10,7 @@ load. No submitter is resolved before ``commit`` returned, i.e. before its recor
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from fractal_lba.wal.errors import WalError
 
 I = TypeVar("I")  # noqa: E741 -- item type, reads like the math
 R = TypeVar("R")
+
+_STOP = object()
 
 
 class GroupCommitter(Generic[I, R]):
@@ -36,8 +39,9 @@ class GroupCommitter(Generic[I, R]):
         self._name = name
         self._max_batch = max_batch
         self._on_batch = on_batch
-        self._cond = threading.Condition()
-        self._pending: list[tuple[I, asyncio.Future[R]]] = []
+        # A C-level queue: ``put`` never blocks the event loop on a lock the writer holds, and
+        # wakes the writer only when it waits (a Condition cost a Python-level notify each time).
+        self._queue: queue.SimpleQueue[tuple[I, asyncio.Future[R]] | object] = queue.SimpleQueue()
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,32 +58,53 @@ class GroupCommitter(Generic[I, R]):
         if loop is None or self._closing:
             raise WalError(f"{self._name} is not running")
         fut: asyncio.Future[R] = loop.create_future()
-        with self._cond:
-            self._pending.append((item, fut))
-            if len(self._pending) == 1:
-                self._cond.notify()
+        self._queue.put((item, fut))
         return await fut
 
     async def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        self._closing = True
+        self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        # A submit that passed its check just before close() and queued after the writer
+        # left: fail it rather than leave its caller waiting forever.
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(entry, tuple) and not entry[1].done():
+                entry[1].set_exception(WalError(f"{self._name} is not running"))
+
+    def _take(self, block: bool) -> tuple[list[tuple[I, asyncio.Future[R]]], bool]:
+        """The next batch (waiting for its first item when ``block``); True once stopped."""
+        batch: list[tuple[I, asyncio.Future[R]]] = []
+        stop = False
+        q = self._queue
+        while len(batch) < self._max_batch:
+            try:
+                entry = q.get() if block and not batch and not stop else q.get_nowait()
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                stop = True
+            else:
+                batch.append(entry)  # type: ignore[arg-type]
+        return batch, stop
 
     def _run(self) -> None:
         loop = self._loop
         assert loop is not None
+        stopping = False
         while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if not self._pending and self._closing:
+            batch, stop = self._take(block=not stopping)
+            stopping = stopping or stop
+            if not batch:
+                if stopping:
                     return
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                continue
             items = [item for item, _ in batch]
             t0 = time.perf_counter()
             try:
