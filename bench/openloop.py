@@ -19,6 +19,7 @@ import collections
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[..., Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
     out = runner(drive(args.url, reqs, args.rate, args.duration, max_conns=args.max_conns))

@@ -96,6 +96,32 @@ def sample_tree(root: int) -> TreeSample:
     return TreeSample(time.monotonic(), ticks, rss, hwm)
 
 
+@dataclass(frozen=True)
+class MachineSample:
+    """Busy CPU ticks of the whole machine (every process, the load generator included)."""
+
+    at: float
+    busy_ticks: int
+
+
+def parse_proc_stat(text: str) -> int:
+    """Busy ticks (all but idle and iowait) from the ``cpu`` line of ``/proc/stat``."""
+    fields = [int(x) for x in text.splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq + steal
+
+
+def sample_machine() -> MachineSample:
+    """Busy ticks of the machine now."""
+    return MachineSample(time.monotonic(), parse_proc_stat(_read("/proc/stat") or "cpu 0"))
+
+
+def machine_cores(before: MachineSample, after: MachineSample) -> float:
+    """Average busy cores of the machine between two samples (nproc = fully saturated)."""
+    wall = after.at - before.at
+    return (after.busy_ticks - before.busy_ticks) / CLK_TCK / wall if wall > 0 else 0.0
+
+
 def cpu_cores(before: TreeSample, after: TreeSample) -> float:
     """Average cores used between two samples (1.0 = one core busy)."""
     wall = after.at - before.at
