@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,34 @@ async def test_sqlite_group_commit_batches_concurrent_writes(tmp_path: Path) -> 
         commits = store.commit_count - before
         assert 1 <= commits < n / 4, f"{commits} commits for {n} concurrent puts"
     finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_lookups_do_not_wait_for_a_write_lock_held_elsewhere(tmp_path: Path) -> None:
+    """A lookup batched with a write that waits for another process's write lock is answered
+    at once (read transaction); the write completes once the lock is released."""
+    store = SqliteStore(tmp_path / "dedup.sqlite3", op_timeout=10.0)
+    await store.open()
+    await store.put_if_absent("t", "present", outcome("first"), TTL)
+    blocker = sqlite3.connect(tmp_path / "dedup.sqlite3", isolation_level=None)
+    gate = threading.Event()
+    try:
+        # Hold the store thread so that the next operations queue up as one batch.
+        held = asyncio.ensure_future(store._submit("hold", lambda conn: gate.wait(), writes=False))
+        blocker.execute("BEGIN IMMEDIATE")
+        put = asyncio.ensure_future(store.put_if_absent("t", "new", outcome("w"), TTL))
+        get = asyncio.ensure_future(store.get("t", "present"))
+        await asyncio.sleep(0)
+        gate.set()
+        await held
+        assert await asyncio.wait_for(get, 5.0) == outcome("first")
+        assert not put.done()  # still waiting for the lock the blocker holds
+        blocker.execute("ROLLBACK")
+        assert (await asyncio.wait_for(put, 5.0)).request_id == "w"
+    finally:
+        gate.set()
+        blocker.close()
         await store.close()
 
 

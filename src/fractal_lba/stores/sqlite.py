@@ -12,13 +12,16 @@ Design:
   winner in the same transaction.
 * ``journal_mode=WAL`` (readers never block the writer), ``synchronous=NORMAL`` (a commit is
   atomic and survives a process crash; the last commits may be lost on power loss, which
-  the inbox WAL replay covers), ``busy_timeout`` = ``op_timeout``.
+  the inbox WAL replay covers). Lookups run in their own read transaction, which never waits
+  for the write lock; a write batch that finds the lock taken by another process retries
+  every 0.1-1 ms (not SQLite's 1, 2, 5, 10... ms busy handler) until ``op_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import queue
 import sqlite3
 import threading
@@ -54,6 +57,7 @@ class _Op:
 
 
 _STOP = object()
+_LOCK_BACKOFF_S = (0.0001, 0.0002, 0.0005, 0.001)
 
 
 class SqliteStore:
@@ -212,39 +216,55 @@ class SqliteStore:
     def _run_batch(self, batch: list[_Op]) -> None:
         # An op whose caller already timed out is skipped: nobody waits for its answer.
         live = [op for op in batch if not op.future.done()]
-        if not live:
-            return
-        results: list[Any] = []
-        try:
-            conn = self._connect()
-            writes = any(op.writes for op in live)
-            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-            # BEGIN IMMEDIATE may have waited for another process; skip ops given up since.
-            live = [op for op in live if not op.future.done()]
+        # Lookups run in their own read transaction, which never waits for the write lock
+        # (WAL mode): another worker process committing does not hold them up.
+        reads = [op for op in live if not op.writes]
+        writes = [op for op in live if op.writes]
+        if reads:
+            self._run_transaction(reads, write=False)
+        if writes:
+            self._run_transaction(writes, write=True)
+
+    def _run_transaction(self, live: list[_Op], *, write: bool) -> None:
+        """Run ``live`` in one transaction; on SQLITE_BUSY (another process holds the write
+        lock) retry the whole transaction after 0.1-1 ms until ``op_timeout``. SQLite's own
+        busy handler sleeps 1, 2, 5, 10... ms, which stalled every worker sharing the file."""
+        deadline = time.monotonic() + self._op_timeout
+        for attempt in itertools.count():
+            live = [op for op in live if not op.future.done()]  # skip ops given up meanwhile
+            if not live:
+                return
             try:
-                results = [op.work(conn) for op in live]
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            if writes:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    results = [op.work(conn) for op in live]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(_LOCK_BACKOFF_S[min(attempt, len(_LOCK_BACKOFF_S) - 1)])
+                    continue
+                error = _translate(exc, live[0].name if len(live) == 1 else "batch")
+                if not _is_busy(exc):
+                    self._disconnect()  # reconnect on the next batch
+                _resolve_all([(op, None, error) for op in live])
+                return
+            except StoreError as exc:
+                _resolve_all([(op, None, exc) for op in live])
+                return
+            except Exception as exc:  # a bug must not kill the thread that serves every caller
+                self._disconnect()
+                bug = StoreError(f"sqlite batch failed: {type(exc).__name__}")
+                _resolve_all([(op, None, bug) for op in live])
+                return
+            if write:
                 self._commits += 1
-        except (sqlite3.Error, OSError) as exc:
-            error = _translate(exc, live[0].name if len(live) == 1 else "batch")
-            if not _is_busy(exc):
-                self._disconnect()  # reconnect on the next batch
-            _resolve_all([(op, None, error) for op in live])
+            _resolve_all([(op, result, None) for op, result in zip(live, results, strict=True)])
             return
-        except StoreError as exc:
-            _resolve_all([(op, None, exc) for op in live])
-            return
-        except Exception as exc:  # a bug must not kill the thread that serves every caller
-            self._disconnect()
-            bug = StoreError(f"sqlite batch failed: {type(exc).__name__}")
-            _resolve_all([(op, None, bug) for op in live])
-            return
-        _resolve_all([(op, result, None) for op, result in zip(live, results, strict=True)])
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -267,6 +287,8 @@ class SqliteStore:
                 f"CREATE INDEX IF NOT EXISTS {self._table}_expires ON {self._table} (expires_at)"
             )
             conn.execute("COMMIT")
+            # From here on SQLITE_BUSY comes back at once; _run_transaction waits in fine steps.
+            conn.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise
