@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,3 +155,22 @@ async def test_lineage_all_merges_the_chains_of_every_worker(
     ]
     res = CliRunner().invoke(main, ["worm", "lineage", pcs, "--base", str(base)])
     assert res.exit_code == 0 and len(res.output.splitlines()) == 3
+
+
+@pytest.mark.anyio
+async def test_lineage_of_a_worker_still_creating_its_index_is_empty_not_an_error(
+    tmp_path: Path, key: Ed25519PrivateKey, clock: FakeClock
+) -> None:
+    """A worker that is starting has created lineage.sqlite but not yet its tables: a lineage
+    query across the chains (admin endpoint) answers from the others instead of failing."""
+    pcs = hashlib.sha256(b"target").hexdigest()
+    base = tmp_path / "audit"
+    log = WormLog(base, signing_key=key, clock=clock, maintenance_interval=None)
+    await log.start()
+    await log.append(make_entry(0, pcs_id=pcs))
+    await log.close()
+    starting = tmp_path / "audit-1"
+    starting.mkdir()
+    sqlite3.connect(starting / INDEX_NAME).close()  # the file exists, the schema not yet
+    assert lineage(starting, pcs) == []
+    assert [r["chain"] for r in lineage_all(base, pcs)] == ["audit"]

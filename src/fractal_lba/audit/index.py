@@ -161,6 +161,15 @@ def reindex(base: Path) -> int:
         idx.close()
 
 
+def _has_schema(db: sqlite3.Connection) -> bool:
+    """Whether the index tables exist (a worker that is starting creates them after the file)."""
+    row = db.execute(
+        "SELECT count(*) FROM sqlite_master "
+        "WHERE type = 'table' AND name IN ('entries', 'segments')"
+    ).fetchone()
+    return bool(row and row[0] == 2)
+
+
 def lineage(base_dir: Path, pcs_id: str, tenant_id: str | None = None) -> list[dict[str, Any]]:
     """Every audit entry of ``pcs_id`` (optionally of one tenant), in log order.
 
@@ -176,6 +185,8 @@ def lineage(base_dir: Path, pcs_id: str, tenant_id: str | None = None) -> list[d
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            if not _has_schema(db):
+                return []  # the writer is creating the index right now: nothing indexed yet
             rows = db.execute(
                 "SELECT s.rel, e.line, e.offset FROM entries e JOIN segments s ON s.id = e.seg "
                 "WHERE e.pcs_key = ?",
