@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,3 +236,23 @@ def test_cli_wal_compact_bad_retention(tmp_path: Path) -> None:
         main, ["wal", "compact", "--data-dir", str(tmp_path), "--retention", "soon"]
     )
     assert result.exit_code == 2 and "--retention" in result.output
+
+
+def test_the_serving_process_tunes_the_gc_and_the_library_does_not(tmp_path: Path) -> None:
+    """``flk serve``'s factory raises the young-GC threshold and freezes setup objects;
+    importing or building the app elsewhere (tests, embedding) leaves the GC alone."""
+    code = (
+        "import gc, json\n"
+        "from fractal_lba.server.app import GC_THRESHOLDS, app_from_env, create_app\n"
+        "from fractal_lba.config import Settings\n"
+        "create_app(Settings.from_env())\n"
+        "before = gc.get_threshold()\n"
+        "app_from_env()\n"
+        "print(json.dumps([before == GC_THRESHOLDS, gc.get_threshold() == GC_THRESHOLDS,"
+        " gc.get_freeze_count() > 0]))\n"
+    )
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, True]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -880,4 +881,24 @@ def app_from_env(settings: Settings | None = None) -> VerifierApp:
 
     settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
+
+
+GC_THRESHOLDS = (20_000, 50, 100)
+"""Young-generation threshold of a serving process (CPython's default is 700)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheaper for a serving process (not for library users or tests).
+
+    Every request allocates a few dozen short-lived containers (futures, dicts, structs) that
+    reference counting frees; with the default threshold the collector still ran a young
+    collection every ~700 allocations and scanned long-lived objects in the older ones. Objects
+    alive after setup are frozen out of collection, and the young threshold is raised.
+    Measured: 5-8% less CPU per request (bench/PROFILE.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
