@@ -611,6 +611,18 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                     verdict(rss["peak_rss_mb"], 200, at_most=True)))  # fmt: skip
         out.append(("RSS growth < 10%", f"{rss['growth_pct']:+.1f}%",
                     verdict(rss["growth_pct"], 10, at_most=True)))  # fmt: skip
+    ag = r.get("agent")
+    if ag:
+        build_s = float(ag["build_pcs_s"])
+        out.append(
+            (f"flk build-pcs on {ag['events']:,} CSV events <= 3 s", f"{fmt(build_s, 2)} s",
+             verdict(build_s, 3.0, at_most=True))
+        )  # fmt: skip
+        coh_ms = float(ag["coh_star_100k_x100_s"]) * 1000
+        out.append(
+            ("coh_star 100k points x 100 directions <= 150 ms", f"{fmt(coh_ms)} ms",
+             verdict(coh_ms, 150, at_most=True))
+        )  # fmt: skip
     for backend in ("sqlite", "redis", "postgres"):
         out.append(_scaling(r, backend))
     return out
@@ -668,7 +680,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma list of scenario names (skips the other sections)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
+    ap.add_argument(
+        "--render", type=Path, metavar="JSON",
+        help="only re-render RESULTS.md from a results.json of an earlier full run",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.render is not None:
+        args.out.write_text(render(json.loads(args.render.read_text())))
+        log(f"wrote {args.out}")
+        return 0
     ensure_wrk()
     started = time.time()
     duration = args.duration or (5.0 if args.quick else 15.0)
