@@ -44,6 +44,7 @@ REPO = HERE.parent
 LUA = HERE / "rotate.lua"
 SUBMIT = "/v1/pcs/submit"
 NULL = "/v1/bench/null"
+STARLETTE_NULL = "/v1/bench/null-starlette"
 SINGLE_KEY = "bench-single-tenant-key-0123456789"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -109,6 +110,7 @@ class Scenario:
     workers: int = 1
     tenants: int = 1
     null: bool = True
+    starlette_null: bool = False
 
 
 @dataclass
@@ -235,6 +237,8 @@ def run_scenario(sc: Scenario, ctx: Ctx) -> dict[str, Any]:
             out["submit"] = measure(srv, bodies, SUBMIT, ctx.duration)
             if sc.null:
                 out["null"] = measure(srv, bodies, NULL, min(ctx.duration, 10))
+            if sc.starlette_null:
+                out["starlette_null"] = measure(srv, bodies, STARLETTE_NULL, min(ctx.duration, 10))
     except RuntimeError as exc:
         log(f"scenario {sc.name} skipped: {exc}")
         out["skipped"] = str(exc)
@@ -490,6 +494,22 @@ def render(results: dict[str, Any]) -> str:
             f"{fmt(nul.get('rps', math.nan))} | {fmt(nul.get('cpu_us_per_req', math.nan))} | "
             f"{fmt(100 * ratio(sub['rps'], nul.get('rps', math.nan)), 1)}% |"
         )
+    ref = [s for s in r["scenarios"] if "starlette_null" in s and "skipped" not in s]
+    if ref:
+        lines += [
+            "",
+            "The null endpoint above is raw ASGI on uvicorn, the same stack as the submit path. "
+            "For reference, the same fixed answer through a Starlette route on the same server "
+            '(the stack the targets were first stated against: "a bare starlette endpoint on '
+            'uvicorn did about 12,000 req/s"): '
+            + "; ".join(
+                f"{s['scenario']['name']}: Starlette null {fmt(s['starlette_null']['rps'])} req/s "
+                f"({fmt(s['starlette_null']['cpu_us_per_req'])} us CPU/req), submit at "
+                f"{fmt(100 * ratio(s['submit']['rps'], s['starlette_null']['rps']), 1)}% of it"
+                for s in ref
+            )
+            + ". The targets' verdicts below use the raw-ASGI null.",
+        ]
     ol = r.get("openloop")
     if ol:
         lines += [
@@ -657,8 +677,8 @@ def _scaling(r: dict[str, Any], backend: str) -> tuple[str, str, str]:
 
 # -- main -------------------------------------------------------------------------------------
 SCENARIOS = [
-    Scenario("sqlite-first"),
-    Scenario("sqlite-dup", mode="dup"),
+    Scenario("sqlite-first", starlette_null=True),
+    Scenario("sqlite-dup", mode="dup", starlette_null=True),
     Scenario("memory-first", backend="memory"),
     Scenario("redis-first", backend="redis"),
     Scenario("postgres-first", backend="postgres"),

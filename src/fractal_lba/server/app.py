@@ -89,6 +89,9 @@ BENCH_NULL_ENV = "FLK_BENCH_NULL_ENDPOINT"
 """Benchmark hook: when ``1``, ``POST /v1/bench/null`` reads the body and answers a fixed 200
 JSON without any work, so the benchmark can report the submit path as a fraction of this
 stack's ceiling (same uvicorn, loop, parser and worker count). Off by default."""
+BENCH_STARLETTE_NULL_PATH = "/v1/bench/null-starlette"
+"""The same null answer through a Starlette route (with the null endpoint enabled): the
+reference stack the performance targets were first set against (Starlette on uvicorn)."""
 _NULL_BODY = b'{"accepted":true,"null":true}'
 _NULL_HEADERS = (*JSON_HEADERS, (b"content-length", str(len(_NULL_BODY)).encode()))
 
@@ -229,6 +232,11 @@ class VerifierApp:
                 Route("/v1/admin/reload", self._admin_reload, methods=["POST"]),
                 Route("/v1/tenants/{tenant_id}/usage", self._tenant_usage, methods=["GET"]),
                 Route("/v1/audit/lineage/{pcs_id}", self._audit_lineage, methods=["GET"]),
+                *(
+                    [Route(BENCH_STARLETTE_NULL_PATH, self._starlette_null, methods=["POST"])]
+                    if bench_null
+                    else []
+                ),
             ]
         )
 
@@ -537,6 +545,11 @@ class VerifierApp:
             await _read_body(receive, MAX_BODY)
         await send({"type": "http.response.start", "status": 200, "headers": _NULL_HEADERS})
         await send({"type": "http.response.body", "body": _NULL_BODY})
+
+    async def _starlette_null(self, request: Request) -> Response:
+        """``POST /v1/bench/null-starlette``: the null answer through Starlette's routing."""
+        await request.body()
+        return Response(_NULL_BODY, media_type="application/json")
 
     # -- cold endpoints --------------------------------------------------------------------
     async def _health(self, request: Request) -> Response:
