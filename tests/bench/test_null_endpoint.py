@@ -14,9 +14,10 @@ from fractal_lba.server.app import BENCH_NULL_ENV, BENCH_NULL_PATH, BENCH_STARLE
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.parametrize("path", [BENCH_NULL_PATH, BENCH_STARLETTE_NULL_PATH])
 @pytest.mark.parametrize(("flag", "status"), [(None, 404), ("0", 404), ("1", 200)])
 async def test_null_endpoint_is_off_unless_enabled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str | None, status: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str | None, status: int, path: str
 ) -> None:
     if flag is None:
         monkeypatch.delenv(BENCH_NULL_ENV, raising=False)
@@ -29,29 +30,7 @@ async def test_null_endpoint_is_off_unless_enabled(
     async with app.running():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://v") as client:
-            r = await client.post(BENCH_NULL_PATH, content=b"{}",
-                                  headers={"content-type": "application/json"})  # fmt: skip
-    assert r.status_code == status
-    if status == 200:
-        assert r.json() == {"accepted": True, "null": True}
-
-
-@pytest.mark.parametrize(("flag", "status"), [(None, 404), ("1", 200)])
-async def test_starlette_null_endpoint_is_off_unless_enabled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str | None, status: int
-) -> None:
-    if flag is None:
-        monkeypatch.delenv(BENCH_NULL_ENV, raising=False)
-    else:
-        monkeypatch.setenv(BENCH_NULL_ENV, flag)
-    settings = Settings.from_env(
-        {"DATA_DIR": str(tmp_path / "d"), "PCS_HMAC_KEY": "k", "DEDUP_BACKEND": "memory"}
-    )
-    app = create_app(settings)
-    async with app.running():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://v") as client:
-            r = await client.post(BENCH_STARLETTE_NULL_PATH, content=b"{}",
+            r = await client.post(path, content=b"{}",
                                   headers={"content-type": "application/json"})  # fmt: skip
     assert r.status_code == status
     if status == 200:

@@ -105,7 +105,7 @@ def insert_args(
         o.body,
         o.payload_hash,
         o.request_id,
-        o.created_at,
+        float(o.created_at),
         now + check_positive("ttl_s", ttl_s),
         now,
     )

@@ -343,16 +343,8 @@ class PostgresStore:
             return set() if row is None else {(tenant_id, pcs_id)}
         columns: tuple[list[object], ...] = ([], [], [], [], [], [], [], [])
         for tenant_id, pcs_id, o, ttl_s in puts:
-            values = (
-                tenant_id,
-                pcs_id,
-                o.status,
-                o.body,
-                o.payload_hash,
-                o.request_id,
-                float(o.created_at),
-                now + ttl_s,
-            )
+            # The row's 8 columns; insert_args' last value (``now``) is the statement's own.
+            values = insert_args(tenant_id, pcs_id, o, now, ttl_s)[: len(columns)]
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         rows = await (await conn.execute(self._sql_put_many, (*columns, now))).fetchall()
