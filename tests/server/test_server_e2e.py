@@ -15,6 +15,7 @@ from server_helpers import JSON, SUBMIT, ServerProcess, body, make_pcs
 
 from fractal_lba.server.inbox import Admit, decode_record
 from fractal_lba.wal import scan
+from testkit import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +145,9 @@ def test_two_workers_get_their_own_wal_and_audit_dirs_and_shared_metrics(
 ) -> None:
     data = tmp_path / "data"
     server = servers(data, workers=2)
+    # Ready means one worker answers; the other may still be starting (it takes its inbox
+    # directory during startup).
+    wait_until(lambda: len(list((data / "wal").glob("inbox-*"))) == 2, what="both workers started")
     with httpx.Client(base_url=server.url, timeout=10) as c:
         for epoch in range(20):
             assert (
