@@ -39,6 +39,7 @@ from fractal_lba.stores.base import (
     insert_args,
 )
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.wal.group import STOP, take_batch
 
 T = TypeVar("T")
 
@@ -56,7 +57,6 @@ class _Op:
     future: asyncio.Future[Any] = field(repr=False)
 
 
-_STOP = object()
 _LOCK_BACKOFF_S = (0.0001, 0.0002, 0.0005, 0.001)
 
 
@@ -168,7 +168,7 @@ class SqliteStore:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         await asyncio.to_thread(thread.join)
 
     async def _submit(self, name: str, work: _Work, *, writes: bool) -> Any:
@@ -196,19 +196,8 @@ class SqliteStore:
     def _run(self) -> None:
         stop = False
         while not stop:
-            batch: list[_Op] = []
-            item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(cast(_Op, item))
-                if len(batch) >= self._max_batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            batch: list[_Op]
+            batch, stop = take_batch(self._queue, self._max_batch)
             if batch:
                 self._run_batch(batch)
         self._disconnect()

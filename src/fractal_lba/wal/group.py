@@ -14,14 +14,37 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from fractal_lba.wal.errors import WalError
 
 I = TypeVar("I")  # noqa: E741 -- item type, reads like the math
 R = TypeVar("R")
 
-_STOP = object()
+T = TypeVar("T")
+
+STOP = object()
+"""Put on a batch queue to stop the thread that consumes it (see :func:`take_batch`)."""
+
+
+def take_batch(
+    q: queue.SimpleQueue[T | object], max_batch: int, *, block: bool = True
+) -> tuple[list[T], bool]:
+    """Everything queued on ``q`` (at most ``max_batch`` items), waiting for the first one
+    when ``block``; and whether :data:`STOP` was taken. The one draining loop of the
+    project's writer threads (group commit, SQLite store): one batch per wake-up."""
+    batch: list[T] = []
+    stop = False
+    while len(batch) < max_batch:
+        try:
+            entry = q.get() if block and not batch and not stop else q.get_nowait()
+        except queue.Empty:
+            break
+        if entry is STOP:
+            stop = True
+        else:
+            batch.append(cast(T, entry))
+    return batch, stop
 
 
 class GroupCommitter(Generic[I, R]):
@@ -64,7 +87,7 @@ class GroupCommitter(Generic[I, R]):
     async def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
         self._closing = True
-        self._queue.put(_STOP)
+        self._queue.put(STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -78,28 +101,13 @@ class GroupCommitter(Generic[I, R]):
             if isinstance(entry, tuple) and not entry[1].done():
                 entry[1].set_exception(WalError(f"{self._name} is not running"))
 
-    def _take(self, block: bool) -> tuple[list[tuple[I, asyncio.Future[R]]], bool]:
-        """The next batch (waiting for its first item when ``block``); True once stopped."""
-        batch: list[tuple[I, asyncio.Future[R]]] = []
-        stop = False
-        q = self._queue
-        while len(batch) < self._max_batch:
-            try:
-                entry = q.get() if block and not batch and not stop else q.get_nowait()
-            except queue.Empty:
-                break
-            if entry is _STOP:
-                stop = True
-            else:
-                batch.append(entry)  # type: ignore[arg-type]
-        return batch, stop
-
     def _run(self) -> None:
         loop = self._loop
         assert loop is not None
         stopping = False
         while True:
-            batch, stop = self._take(block=not stopping)
+            batch: list[tuple[I, asyncio.Future[R]]]
+            batch, stop = take_batch(self._queue, self._max_batch, block=not stopping)
             stopping = stopping or stop
             if not batch:
                 if stopping:
