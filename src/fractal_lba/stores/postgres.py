@@ -120,14 +120,14 @@ class PostgresStore:
         self._gets: Batcher[_Key, StoredOutcome | None] = Batcher(
             self._get_batch,
             op_timeout=self._op_timeout,
-            expired=lambda: StoreUnavailable(f"postgres get timed out after {op_timeout:g}s"),
+            expired=lambda: self._timed_out("get"),
             max_batch=_MAX_BATCH,
             max_inflight=inflight,
         )
         self._puts: Batcher[_Put, StoredOutcome] = Batcher(
             self._put_batch,
             op_timeout=self._op_timeout,
-            expired=lambda: StoreUnavailable(f"postgres put timed out after {op_timeout:g}s"),
+            expired=lambda: self._timed_out("put"),
             max_batch=_MAX_BATCH,
             max_inflight=inflight,
         )
@@ -381,7 +381,7 @@ class PostgresStore:
             try:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
+                    raise self._timed_out(op)
                 results.extend(await run([item], remaining))
             except StoreError as exc:
                 results.append(exc)
@@ -425,11 +425,11 @@ class PostgresStore:
             raise
         if not done:
             self._abandon(task)
-            raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
+            raise self._timed_out(op)
         try:
             return task.result()
         except PoolTimeout:
-            raise StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s") from None
+            raise self._timed_out(op) from None
         except PoolClosed:
             raise StoreError("postgres store is not open") from None
         except psycopg.Error as exc:
@@ -453,6 +453,9 @@ class PostgresStore:
                         raise
         async with pool.connection() as conn:
             return await work(conn)
+
+    def _timed_out(self, op: str) -> StoreUnavailable:
+        return StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
 
     def _abandon(self, task: asyncio.Future[Any]) -> None:
         task.cancel()
