@@ -41,6 +41,19 @@ class Recorder:
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
 
 
+async def _one_slot_held(
+    op_timeout: float = 5.0,
+) -> tuple[Recorder, asyncio.Event, Batcher[int, int], asyncio.Future[int]]:
+    """A one-slot batcher whose first call (1) is running and held on the recorder's gate."""
+    rec = Recorder()
+    gate = rec.gate = asyncio.Event()
+    b: Batcher[int, int] = Batcher(rec, op_timeout=op_timeout, expired=_expired, max_inflight=1)
+    first = asyncio.ensure_future(b.call(1))
+    while not rec.batches:
+        await asyncio.sleep(0)
+    return rec, gate, b, first
+
+
 async def test_concurrent_calls_share_one_batch_and_get_their_own_results() -> None:
     rec = Recorder()
     b: Batcher[int, int] = Batcher(rec, op_timeout=2.0, expired=_expired)
@@ -51,17 +64,12 @@ async def test_concurrent_calls_share_one_batch_and_get_their_own_results() -> N
 
 
 async def test_calls_arriving_while_batches_run_form_the_next_batch() -> None:
-    rec = Recorder()
-    rec.gate = asyncio.Event()
-    b: Batcher[int, int] = Batcher(rec, op_timeout=5.0, expired=_expired, max_inflight=1)
-    first = asyncio.ensure_future(b.call(1))
-    while not rec.batches:
-        await asyncio.sleep(0)
+    rec, gate, b, first = await _one_slot_held()
     later = [asyncio.ensure_future(b.call(i)) for i in range(2, 12)]
     for _ in range(5):
         await asyncio.sleep(0)
     assert rec.batches == [[1]]  # the slot is taken: the others wait
-    rec.gate.set()
+    gate.set()
     assert await first == 10
     assert [await f for f in later] == [i * 10 for i in range(2, 12)]
     assert rec.batches == [[1], list(range(2, 12))]
@@ -103,12 +111,7 @@ async def test_a_wrong_result_count_is_an_error_not_a_misdelivery() -> None:
 async def test_queued_calls_keep_their_deadline() -> None:
     """A call queued behind a stuck batch fails when its own op_timeout is used up, without
     its batch ever being sent."""
-    rec = Recorder()
-    rec.gate = asyncio.Event()  # never set: the first batch times out
-    b: Batcher[int, int] = Batcher(rec, op_timeout=0.05, expired=_expired, max_inflight=1)
-    first = asyncio.ensure_future(b.call(1))
-    while not rec.batches:
-        await asyncio.sleep(0)
+    rec, _, b, first = await _one_slot_held(op_timeout=0.05)  # the gate is never set
     second = asyncio.ensure_future(b.call(2))
     with pytest.raises(StoreUnavailable, match="timed out"):
         await first
@@ -118,28 +121,18 @@ async def test_queued_calls_keep_their_deadline() -> None:
 
 
 async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
-    rec = Recorder()
-    rec.gate = asyncio.Event()
-    b: Batcher[int, int] = Batcher(rec, op_timeout=5.0, expired=_expired, max_inflight=1)
-    first = asyncio.ensure_future(b.call(1))
-    while not rec.batches:
-        await asyncio.sleep(0)
+    rec, gate, b, first = await _one_slot_held()
     gone = asyncio.ensure_future(b.call(2))
     kept = asyncio.ensure_future(b.call(3))
     await asyncio.sleep(0)
     gone.cancel()
-    rec.gate.set()
+    gate.set()
     assert await first == 10 and await kept == 30
     assert rec.batches == [[1], [3]]  # the cancelled call was never sent
 
 
 async def test_close_fails_queued_calls_and_refuses_new_ones() -> None:
-    rec = Recorder()
-    rec.gate = asyncio.Event()
-    b: Batcher[int, int] = Batcher(rec, op_timeout=5.0, expired=_expired, max_inflight=1)
-    running = asyncio.ensure_future(b.call(1))
-    while not rec.batches:
-        await asyncio.sleep(0)
+    _, gate, b, running = await _one_slot_held()
     queued = asyncio.ensure_future(b.call(2))
     await asyncio.sleep(0)
     await b.close()
@@ -149,5 +142,5 @@ async def test_close_fails_queued_calls_and_refuses_new_ones() -> None:
     with pytest.raises(StoreError, match="not open"):
         await b.call(3)
     b.reopen()
-    rec.gate.set()
+    gate.set()
     assert await b.call(4) == 40
