@@ -177,6 +177,19 @@ class Settings:
         return settings
 
 
+def failpoints_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """``FLK_FAILPOINTS`` (test-only fault injection, :mod:`fractal_lba.failpoints`), checked.
+
+    Read here so that the settings loader stays the one reader of the environment; every
+    process entry point (server worker, agent CLI) arms the failpoints with it.
+    """
+    from fractal_lba import failpoints
+
+    spec = (os.environ if env is None else env).get(failpoints.ENV) or None
+    failpoints.parse(spec or "")
+    return spec
+
+
 def parse_duration(text: str) -> float:
     """Seconds from ``7d``, ``12h``, ``30m``, ``45s`` or plain seconds; ValueError otherwise."""
     m = _DURATION.match(text.strip().lower())
