@@ -1,5 +1,6 @@
 """Test kit shared by every test package: real-service config, skip-or-fail rule, ports,
-polling, a private redis-server and a TCP proxy to cut or black-hole a backend.
+polling, a private redis-server, a TCP proxy to cut or black-hole a backend, and a real
+small tmpfs to fill or remount (full disk, read-only disk).
 
 Services: ``REDIS_URL`` / ``POSTGRES_DSN`` (env overrides). A test whose service is absent is
 skipped with a reason, unless ``FLK_REQUIRE_SERVICES=1`` (CI), where it fails instead.
@@ -14,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -186,3 +187,70 @@ class TcpProxy:
                 dst.write(data)
                 await dst.drain()
         dst.transport.abort()
+
+
+# --- a real, small tmpfs: full disks and read-only remounts without fakes ------------------
+
+
+class Tmpfs:
+    """A tmpfs mounted at ``path`` (``tmpfs(...)`` mounts and always unmounts it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def remount(self, size: str | None = None, *, read_only: bool | None = None) -> None:
+        """``mount -o remount,size=SIZE[,ro|rw]``: free space (or take it) under a live process.
+
+        Linux refuses ``ro`` (EBUSY) while any file on it is open for writing, so a read-only
+        remount only works on a stopped writer; inject EROFS with a failpoint otherwise.
+        """
+        opts = ["remount"]
+        if size is not None:
+            opts.append(f"size={size}")
+        if read_only is not None:
+            opts.append("ro" if read_only else "rw")
+        _run(["mount", "-o", ",".join(opts), str(self.path)])
+
+    def fill(self, leave: int = 0) -> Path:
+        """Write a ballast file until at most ``leave`` bytes are free; return its path."""
+        ballast = self.path / "ballast"
+        st = os.statvfs(self.path)
+        size = max(0, st.f_bavail * st.f_frsize - leave)
+        with open(ballast, "ab") as fh:
+            chunk = b"\0" * (1 << 20)
+            while size > 0:
+                try:
+                    size -= fh.write(chunk[: min(size, len(chunk))])
+                    fh.flush()
+                except OSError:
+                    break
+        return ballast
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Tmpfs]:
+    """Mount a real tmpfs of ``size`` (e.g. ``"3m"``) at ``path`` (created, mode 0700).
+
+    Needs root (tests run as root here and in CI); skipped or failed like a missing service
+    otherwise. Always unmounted afterwards, lazily when a killed process still holds a file.
+    """
+    if os.geteuid() != 0:
+        service_missing("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)])
+    try:
+        yield Tmpfs(path)
+    finally:
+        done = subprocess.run(["umount", str(path)], capture_output=True, timeout=30, check=False)
+        if done.returncode != 0:
+            _run(["umount", "-l", str(path)])

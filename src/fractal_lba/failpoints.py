@@ -40,6 +40,7 @@ POINTS: dict[str, str] = {
     "wal.before_write": "WalLog.append, before the batch is written",
     "wal.after_write": "WalLog.append, after write(), before fdatasync",
     "wal.after_fsync": "WalLog.append, after the batch is durable",
+    "wal.repair": "WalLog.repair, before a failed append's bytes are cut off",
     "audit.before_write": "audit writer, before a batch of entries is written",
     "audit.after_write": "audit writer, after write(), before fsync",
     "audit.after_fsync": "audit writer, after a batch of entries is durable",

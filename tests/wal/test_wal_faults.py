@@ -1,0 +1,126 @@
+"""WalLog under faults (SPEC section 5): a failed or short append leaves nothing behind.
+
+Failpoints stand for the error windows (``wal.before_write`` / ``wal.after_write`` /
+``wal.after_fsync``); a real, nearly full tmpfs produces a real short write and ENOSPC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fractal_lba import failpoints
+from fractal_lba.wal import WalError, WalLog, frame
+from testkit import tmpfs
+
+
+@pytest.fixture(autouse=True)
+def _disarm() -> Iterator[None]:
+    yield
+    failpoints.configure(None)
+
+
+def payloads_of(directory: Path) -> list[bytes]:
+    log = WalLog(directory)
+    rec = log.open()
+    try:
+        assert rec.truncated_bytes == 0, "a failed append left a partial record behind"
+        return [p for _, p in log.iter_records()]
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["wal.before_write", "wal.after_write", "wal.after_fsync"],
+)
+@pytest.mark.parametrize("error", ["enospc", "eio", "erofs"])
+def test_failed_append_is_cut_back_and_the_next_append_lands_after_the_good_ones(
+    tmp_path: Path, point: str, error: str
+) -> None:
+    log = WalLog(tmp_path)
+    log.open()
+    assert log.append([b"one", b"two"]) == [1, 2]
+    failpoints.configure(f"{point}=1*{error}->off")
+    with pytest.raises(WalError, match="WAL append failed"):
+        log.append([b"lost-a", b"lost-b"])
+    assert log.last_error is not None and not log.needs_repair
+    assert log.stats.failures == 1
+    assert log.append([b"three"]) == [3]  # the failed batch's lsns are given out again
+    assert log.last_error is None
+    log.close()
+    assert payloads_of(tmp_path) == [b"one", b"two", b"three"]
+
+
+def test_failed_fsync_continues_in_a_new_segment(tmp_path: Path) -> None:
+    log = WalLog(tmp_path)
+    log.open()
+    log.append([b"one"])
+    first_segment = log.active_segment
+    failpoints.configure("wal.after_write=1*eio->off")
+    with pytest.raises(WalError, match="fsync"):
+        log.append([b"unknown-state"])
+    log.append([b"two"])
+    assert log.active_segment != first_segment
+    assert first_segment.read_bytes() == frame(b"one")
+    log.close()
+    assert payloads_of(tmp_path) == [b"one", b"two"]
+
+
+def test_failed_first_batch_of_a_segment_reopens_the_same_file(tmp_path: Path) -> None:
+    log = WalLog(tmp_path)
+    log.open()
+    failpoints.configure("wal.after_write=1*eio->off")
+    with pytest.raises(WalError):
+        log.append([b"x"])
+    assert log.append([b"y"]) == [1]
+    log.close()
+    assert payloads_of(tmp_path) == [b"y"]
+
+
+def test_a_repair_that_fails_blocks_appends_until_it_succeeds(tmp_path: Path) -> None:
+    """Until the partial bytes are cut off, nothing may be appended behind them."""
+    log = WalLog(tmp_path)
+    log.open()
+    log.append([b"one"])
+    seg = log.active_segment
+    good = seg.stat().st_size
+    failpoints.configure("wal.after_write=1*enospc->off;wal.repair=2*eio->off")
+    with pytest.raises(WalError):
+        log.append([b"partial"])
+    assert log.needs_repair and seg.stat().st_size > good
+    with pytest.raises(WalError, match="repair"):
+        log.append([b"refused"])
+    assert seg.stat().st_size > good  # nothing was written behind the partial record
+    assert log.append([b"two"]) == [2]
+    log.close()
+    assert payloads_of(tmp_path) == [b"one", b"two"]
+
+
+def test_real_short_write_on_a_full_tmpfs_then_space_returns(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs", "1m") as fs:
+        wal_dir = fs.path / "wal"
+        log = WalLog(wal_dir)
+        log.open()
+        log.append([b"before"])
+        fs.fill(leave=8 * 1024)
+        big = os.urandom(64 * 1024)  # larger than the free space: write() comes back short
+        with pytest.raises(WalError, match="No space left"):
+            log.append([big])
+        assert log.active_segment.stat().st_size == len(frame(b"before"))
+        fs.remount("8m")
+        assert log.append([big, b"after"]) == [2, 3]
+        log.close()
+        assert payloads_of(wal_dir) == [b"before", big, b"after"]
+
+
+def test_new_files_and_directories_are_private(tmp_path: Path) -> None:
+    with WalLog(tmp_path / "w") as log:
+        log.append([b"x"])
+        seg = log.active_segment
+    assert (tmp_path / "w").stat().st_mode & 0o777 == 0o700
+    assert seg.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "w" / "LOCK").stat().st_mode & 0o777 == 0o600
