@@ -101,3 +101,18 @@ def test_crash_is_a_real_sigkill() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert proc.stdout == "survived first\n"
+
+
+def test_every_flk_process_arms_failpoints_at_start() -> None:
+    """The CLI entry reads FLK_FAILPOINTS (through the settings loader): a typo stops it."""
+    import os
+    from pathlib import Path
+
+    flk = Path(sys.executable).with_name("flk")
+    env = {**os.environ, "FLK_FAILPOINTS": "wal.no_such_point=crash"}
+    done = subprocess.run(
+        [str(flk), "version"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "unknown failpoint 'wal.no_such_point'" in done.stderr
+    assert "Traceback" not in done.stderr

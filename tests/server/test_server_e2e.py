@@ -76,7 +76,7 @@ def test_kill_9_after_wal_append_is_finished_by_replay(
     tmp_path: Path, servers: Callable[..., ServerProcess]
 ) -> None:
     data = tmp_path / "data"
-    crashing = servers(data, {"FLK_TEST_CRASH_AFTER_WAL": "1"})
+    crashing = servers(data, {"FLK_FAILPOINTS": "inbox.after_admit=crash"})
     pcs = make_pcs()
     with pytest.raises(httpx.TransportError):
         httpx.post(crashing.url + SUBMIT, content=body(pcs), headers=JSON, timeout=10)

@@ -33,6 +33,11 @@ class FlkGroup(click.Group):
 @click.group(cls=FlkGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """fractal-lba: build, sign, deliver and verify PCS (Proof-of-Computation Summaries)."""
+    # Every flk process (agent, wal tools, serve's supervisor) arms its failpoints at start.
+    from fractal_lba import failpoints
+    from fractal_lba.config import failpoints_from_env
+
+    failpoints.configure(failpoints_from_env())
 
 
 @main.command()

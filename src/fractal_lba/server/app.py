@@ -44,8 +44,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fractal_lba import failpoints
 from fractal_lba.audit import AuditEntry, AuditError, AuditLog, lineage_all
-from fractal_lba.config import Settings
+from fractal_lba.config import Settings, failpoints_from_env
 from fractal_lba.errors import ConfigError, FlkError
 from fractal_lba.policy import Policy, default_policy
 from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans, compact
@@ -81,9 +82,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 SUBMIT_PATH = "/v1/pcs/submit"
 MAX_BODY = 64 * 1024
-CRASH_HOOK_ENV = "FLK_TEST_CRASH_AFTER_WAL"
-"""Test hook: when ``1``, the process SIGKILLs itself right after a durable WAL append (to
-prove replay). Inert unless set; never set it in production."""
 BENCH_NULL_PATH = "/v1/bench/null"
 BENCH_NULL_ENV = "FLK_BENCH_NULL_ENDPOINT"
 """Benchmark hook: when ``1``, ``POST /v1/bench/null`` reads the body and answers a fixed 200
@@ -185,7 +183,6 @@ class VerifierApp:
         metrics: Metrics,
         metrics_registry: Callable[[], CollectorRegistry] | None = None,
         clock: Callable[[], float] = time.time,
-        crash_after_wal: bool = False,
         bench_null: bool = False,
         reload_resolver: ResolverLoader | None = None,
         supervisor_pid: int | None = None,
@@ -200,7 +197,9 @@ class VerifierApp:
         self.metrics = metrics
         self._metrics_registry = metrics_registry or (lambda: registry)
         self.clock = clock
-        self._crash_after_wal = crash_after_wal
+        # Read once: failpoints are armed at process start (app_from_env), so the hot path
+        # pays one attribute test when none is armed.
+        self._failpoints = failpoints.armed()
         self._bench_null = bench_null
         self._wal_fsyncs_seen = 0
         self._audit_fsyncs_seen = 0
@@ -512,8 +511,8 @@ class VerifierApp:
             self.metrics.wal_errors.inc()
             log.error("inbox WAL append failed", extra={"tenant_id": tenant.id}, exc_info=True)
             return _R503_WAL, None, adm
-        if self._crash_after_wal:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self._failpoints:
+            failpoints.hit("inbox.after_admit")
         ctx.counters.ingest.inc()
         self.metrics.ingest.inc()
         # 3-10.
@@ -859,7 +858,6 @@ def create_app(
         metrics=metrics,
         metrics_registry=metrics_registry,
         clock=clock,
-        crash_after_wal=os.environ.get(CRASH_HOOK_ENV) == "1",
         bench_null=os.environ.get(BENCH_NULL_ENV) == "1",
         # A reload re-reads TENANTS_FILE; the process environment (TENANTS, TOKEN_RATE, ...)
         # cannot change under a running process, so it stays as at startup.
@@ -894,6 +892,7 @@ def app_from_env(settings: Settings | None = None) -> VerifierApp:
 
     settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level)
+    failpoints.configure(failpoints_from_env())
     app = create_app(settings)
     tune_gc()
     return app
