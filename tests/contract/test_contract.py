@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def test_signing_vectors(v: dict[str, Any]) -> None:
     assert payload == v["payload"].encode()
     assert make_signer("hmac", v["hmac_key_utf8"]).sign(payload) == v["hmac_sha256_b64"]
     seed_b64 = base64.b64encode(bytes.fromhex(v["ed25519_seed_hex"])).decode()
-    sig = make_signer("ed25519", seed_b64).sign(payload)
+    sig = make_signer("ed25519", seed_b64).sign(hashlib.sha256(payload).digest())
     assert sig == v["ed25519_sig_over_sha256_payload_b64"]
     ring = KeyRing([VerificationKey.from_text("k", "ed25519", v["ed25519_public_b64"])])
     assert ring.verify(payload, base64.b64decode(sig), 0).key_id == "k"
@@ -157,7 +158,6 @@ def test_keyring_rotation_window_and_legacy() -> None:
         ring.verify(payload, sig_old, 100.0)  # retired
     with pytest.raises(SignatureError):
         ring.verify(payload, sig_new, 10.0)  # not yet valid
-    import hashlib
     import hmac
 
     legacy = hmac.new(b"k-new", hashlib.sha256(payload).digest(), hashlib.sha256).digest()

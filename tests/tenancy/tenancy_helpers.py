@@ -10,8 +10,8 @@ from typing import Any
 
 from server_helpers import make_pcs
 
-from fractal_lba.contract import Ed25519Signer, signature_payload
-from fractal_lba.contract.keys import generate_key, parse_ed25519_private
+from fractal_lba.contract import make_signer, sign_record
+from fractal_lba.contract.keys import generate_key
 
 
 class FakeClock:
@@ -47,12 +47,7 @@ def pcs_body(key: str, *, alg: str = "hmac", **kw: Any) -> bytes:
     if alg == "hmac":
         return json.dumps(make_pcs(key=key, **kw)).encode()
     pcs = make_pcs(key=None, **kw)
-    payload = signature_payload(
-        pcs_id=pcs["pcs_id"], merkle_root=pcs["merkle_root"], epoch=pcs["epoch"],
-        shard_id=pcs["shard_id"], D_hat=pcs["D_hat"], coh_star=pcs["coh_star"], r=pcs["r"],
-        budget=pcs["budget"],
-    )  # fmt: skip
-    pcs["sig"] = Ed25519Signer(parse_ed25519_private(key)).sign(payload)
+    pcs["sig"] = sign_record(pcs, make_signer("ed25519", key))
     return json.dumps(pcs).encode()
 
 

@@ -17,6 +17,7 @@ from fractal_lba.contract import (
     Signer,
     compute_pcs_id,
     make_signer,
+    signing_input,
     validate_pcs,
 )
 from fractal_lba.signals import DEFAULT_PARAMS, SignalParams, compute_signals
@@ -72,7 +73,7 @@ def build_pcs(
         ft=FT(outbox_seq=outbox_seq) if outbox_seq else None,
         meta=dict(meta) if meta else None,
     )
-    pcs.sig = signer.sign(pcs.signed_payload())
+    pcs.sig = signer.sign(signing_input(signer.alg, pcs.version, pcs.signed_payload()))
     return validate_pcs(pcs)
 
 

@@ -2,9 +2,13 @@
 
 from fractal_lba.contract.canonical import (
     SIGNED_FIELDS,
+    V03_DOMAIN,
     compute_pcs_id,
+    full_record_message,
+    jcs,
     round9,
     signature_payload,
+    signed_message,
 )
 from fractal_lba.contract.errors import (
     ContractError,
@@ -33,7 +37,9 @@ from fractal_lba.contract.signing import (
     Verified,
     decode_signature,
     make_signer,
+    sign_record,
 )
+from fractal_lba_client.contract import signing_input
 
 __all__ = [
     "FT",
@@ -42,6 +48,7 @@ __all__ = [
     "SCHEMA",
     "SIGNED_FIELDS",
     "SUPPORTED_VERSIONS",
+    "V03_DOMAIN",
     "ContractError",
     "Ed25519Signer",
     "HmacSigner",
@@ -58,10 +65,15 @@ __all__ = [
     "decode_pcs",
     "decode_signature",
     "encode_pcs",
+    "full_record_message",
     "generate_key",
+    "jcs",
     "make_signer",
     "parse_hmac_key",
     "round9",
+    "sign_record",
     "signature_payload",
+    "signed_message",
+    "signing_input",
     "validate_pcs",
 ]

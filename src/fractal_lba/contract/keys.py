@@ -1,62 +1,55 @@
 """Key material formats (SPEC section 2) and a secret wrapper that never prints its value.
 
-HMAC keys are UTF-8 strings, or ``base64:``-prefixed raw bytes. Ed25519 public keys are base64
+The formats and :class:`Secret` are the SDK's (``fractal_lba_client``); this module turns its
+``KeyFormatError`` into the verifier's (a :class:`~fractal_lba.errors.FlkError`) and adds the
+``cryptography`` key objects the audit log signs checkpoints with. HMAC keys are UTF-8
+strings, or ``base64:``-prefixed raw bytes. Ed25519 public keys are base64
 of the 32 raw bytes; private keys (agent side) are base64 of the 32-byte seed.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fractal_lba.contract.errors import KeyFormatError
+from fractal_lba_client import KeyFormatError as SdkKeyFormatError
+from fractal_lba_client import contract as sdk
+from fractal_lba_client.contract import Secret
+
+T = TypeVar("T")
+
+__all__ = [
+    "GeneratedKey",
+    "Secret",
+    "generate_key",
+    "parse_ed25519_private",
+    "parse_ed25519_public",
+    "parse_hmac_key",
+    "public_b64",
+]
 
 
-class Secret:
-    """Holds secret bytes; ``repr``/``str`` show ``Secret('***')`` so it never leaks to logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        """The secret bytes. Call only where the key is used, never to log."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+def _translated(fn: Callable[[str, str], T], text: str, what: str) -> T:
+    try:
+        return fn(text, what)
+    except SdkKeyFormatError as exc:
+        raise KeyFormatError(exc.detail) from None
 
 
 def _b64decode_strict(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFormatError(f"{what} is not valid base64") from None
+    return _translated(sdk.b64decode_strict, text, what)
 
 
 def parse_hmac_key(text: str, *, what: str = "HMAC key") -> Secret:
     """Parse an HMAC key: UTF-8 text, or ``base64:<b64>`` for raw bytes. Empty keys refused."""
-    if text.startswith("base64:"):
-        raw = _b64decode_strict(text[len("base64:") :], what)
-    else:
-        raw = text.encode("utf-8")
-    if not raw:
-        raise KeyFormatError(f"{what} is empty")
-    return Secret(raw)
+    return _translated(lambda t, w: sdk.parse_hmac_key(t, what=w), text, what)
 
 
 def parse_ed25519_public(text: str, *, what: str = "Ed25519 public key") -> Ed25519PublicKey:

@@ -1,4 +1,7 @@
-"""HMAC-SHA256 and Ed25519 signing/verification of the PCS signature payload (SPEC section 2).
+"""HMAC-SHA256 and Ed25519 verification of PCS signatures (SPEC section 2).
+
+Signing (and what a signature covers) is the SDK's: :func:`make_signer`, ``sign_record``,
+``signed_message`` come from ``fractal_lba_client``; this module holds the verifier's keys.
 
 Verification fails closed: :meth:`KeyRing.verify` returns which key verified or raises
 :class:`SignatureError`; there is no boolean to forget to check.
@@ -12,70 +15,41 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fractal_lba.contract.errors import KeyFormatError, SignatureError, ValidationError
-from fractal_lba.contract.keys import (
-    Secret,
-    parse_ed25519_private,
-    parse_ed25519_public,
-    parse_hmac_key,
-)
+from fractal_lba.contract.keys import Secret, parse_ed25519_public, parse_hmac_key
+from fractal_lba_client import KeyFormatError as SdkKeyFormatError
+from fractal_lba_client import contract as sdk
+from fractal_lba_client.contract import Ed25519Signer, HmacSigner, Signer, sign_record
+
+__all__ = [
+    "ALGS",
+    "Alg",
+    "Ed25519Signer",
+    "HmacSigner",
+    "KeyRing",
+    "Signer",
+    "VerificationKey",
+    "Verified",
+    "decode_signature",
+    "make_signer",
+    "sign_record",
+]
 
 Alg = Literal["hmac", "ed25519"]
 ALGS: tuple[str, ...] = ("hmac", "ed25519")
 
 
-class Signer(Protocol):
-    """Signs a signature payload; returns the base64 ``sig`` string."""
-
-    alg: str
-
-    def sign(self, payload: bytes) -> str: ...
-
-
-class HmacSigner:
-    """``base64(HMAC_SHA256(key, payload))``."""
-
-    alg = "hmac"
-
-    def __init__(self, key: Secret) -> None:
-        self._key = key
-
-    def sign(self, payload: bytes) -> str:
-        mac = hmac.new(self._key.reveal(), payload, hashlib.sha256).digest()
-        return base64.b64encode(mac).decode("ascii")
-
-    def __repr__(self) -> str:
-        return "HmacSigner(key=Secret('***'))"
-
-
-class Ed25519Signer:
-    """``base64(Ed25519_sign(sk, sha256(payload)))`` (the digest is signed)."""
-
-    alg = "ed25519"
-
-    def __init__(self, key: Ed25519PrivateKey) -> None:
-        self._key = key
-
-    def sign(self, payload: bytes) -> str:
-        sig = self._key.sign(hashlib.sha256(payload).digest())
-        return base64.b64encode(sig).decode("ascii")
-
-    def __repr__(self) -> str:
-        return "Ed25519Signer(key=***)"
-
-
 def make_signer(alg: str, key_text: str) -> Signer:
     """Signer from CLI/config key text (HMAC key string or base64 Ed25519 seed)."""
-    if alg == "hmac":
-        return HmacSigner(parse_hmac_key(key_text))
-    if alg == "ed25519":
-        return Ed25519Signer(parse_ed25519_private(key_text))
-    raise KeyFormatError(f"unknown signing algorithm {alg!r} (expected hmac or ed25519)")
+    try:
+        return sdk.make_signer(alg, key_text)
+    except SdkKeyFormatError as exc:
+        raise KeyFormatError(exc.detail) from None
 
 
 def decode_signature(sig: str) -> bytes:
@@ -159,9 +133,16 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing(keys={[k.key_id for k in self.keys]!r})"
 
-    def verify(self, payload: bytes, sig: bytes, now: float) -> Verified:
-        """Return the key that verifies ``sig`` over ``payload`` at ``now``; else raise."""
-        digest: bytes | None = None
+    def verify(
+        self, payload: bytes, sig: bytes, now: float, *, full_record: bool = False
+    ) -> Verified:
+        """Return the key that verifies ``sig`` over ``payload`` at ``now``; else raise.
+
+        ``payload`` is what the PCS version signs (:func:`fractal_lba_client.signed_message`);
+        0.1/0.2 Ed25519 signatures cover its sha256, ``full_record`` (0.3) ones the message
+        itself, and the legacy HMAC digest form exists only before 0.3.
+        """
+        digest: bytes | None = payload if full_record else None
         for key in self.keys:
             if not key.active(now):
                 continue
@@ -171,7 +152,7 @@ class KeyRing:
                 mac = hmac.new(secret, payload, hashlib.sha256).digest()
                 if hmac.compare_digest(mac, sig):
                     return Verified(key.key_id)
-                if self.accept_legacy_digest:
+                if self.accept_legacy_digest and not full_record:
                     if digest is None:
                         digest = hashlib.sha256(payload).digest()
                     legacy = hmac.new(secret, digest, hashlib.sha256).digest()

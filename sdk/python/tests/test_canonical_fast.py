@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fractal_lba.contract import round9, signature_payload
+from fractal_lba_client import round9, signature_payload
 
 
 def _round9_reference(x: float) -> float:
