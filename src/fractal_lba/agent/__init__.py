@@ -19,18 +19,34 @@ from fractal_lba.agent.delivery import (
 )
 from fractal_lba.agent.errors import AgentError, EventFileError, KeySourceError, OutboxError
 from fractal_lba.agent.events import COLUMNS, Events, detect_format, load_events, parse_events
+from fractal_lba.agent.ingest import (
+    EVENT_SUFFIXES,
+    BuildSpec,
+    IngestReporter,
+    build_all,
+    build_file,
+    enqueue_files,
+    epoch_for,
+    expand_inputs,
+    file_stamp,
+)
 from fractal_lba.agent.outbox import Enqueued, Entry, Outbox, OutboxStats
+from fractal_lba.agent.runner import AgentRunner, RunReporter
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_SCALES",
     "DEFAULT_SEED",
+    "EVENT_SUFFIXES",
     "AgentError",
+    "AgentRunner",
+    "BuildSpec",
     "Deliverer",
     "Enqueued",
     "Entry",
     "EventFileError",
     "Events",
+    "IngestReporter",
     "KeySourceError",
     "Outbox",
     "OutboxError",
@@ -38,10 +54,17 @@ __all__ = [
     "Report",
     "Result",
     "RetryPolicy",
+    "RunReporter",
     "backoff_delay",
+    "build_all",
+    "build_file",
     "build_pcs",
     "classify",
     "detect_format",
+    "enqueue_files",
+    "epoch_for",
+    "expand_inputs",
+    "file_stamp",
     "load_events",
     "load_signer",
     "parse_events",

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -20,19 +16,24 @@ from fractal_lba.agent import (
     DEFAULT_SCALES,
     DEFAULT_SEED,
     AgentError,
+    AgentRunner,
+    BuildSpec,
     Deliverer,
+    Enqueued,
     Outbox,
     Result,
     RetryPolicy,
     build_pcs,
+    enqueue_files,
+    expand_inputs,
     load_events,
     load_signer,
 )
 from fractal_lba.agent.synthetic import SHAPES, synthetic_csv
-from fractal_lba.contract import LATEST_VERSION, PCS, SUPPORTED_VERSIONS, Signer, encode_pcs
+from fractal_lba.contract import LATEST_VERSION, PCS, SUPPORTED_VERSIONS, encode_pcs
+from fractal_lba.fsutil import atomic_write
 
 F = TypeVar("F", bound=Callable[..., Any])
-EVENT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 DEFAULT_OUTBOX = ".flk/outbox"
 
 
@@ -123,26 +124,6 @@ def _require(value: str | None, flag: str) -> str:
     return value
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename (never a partial file)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 # -- flk build-pcs ---------------------------------------------------------------------------
 @click.command("gen-events")
 @click.option(
@@ -174,7 +155,7 @@ def gen_events_cmd(shape: str, count: int, seed: int, out: str | None) -> None:
     if out is None:
         click.echo(data.decode("ascii"), nl=False)
     else:
-        _write_atomic(Path(out), data)
+        atomic_write(Path(out), data)
 
 
 @click.command("build-pcs")
@@ -216,7 +197,7 @@ def build_pcs_cmd(
     )
     body = encode_pcs(pcs) + b"\n"
     if out_path:
-        _write_atomic(Path(out_path), body)
+        atomic_write(Path(out_path), body)
     else:
         click.echo(body.decode("utf-8"), nl=False)
 
@@ -227,99 +208,50 @@ def agent() -> None:
     """Queue PCS in a durable outbox and deliver them to a verifier."""
 
 
-def _expand(inputs: Sequence[str]) -> list[Path]:
-    """Files as given; a directory contributes its event files in name order."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in EVENT_SUFFIXES))
-        else:
-            out.append(path)
-    return out
+class _Reporter:
+    """Lines on stderr for files, a progress bar on a terminal for delivery."""
 
+    def __init__(self) -> None:
+        self._bar: Any = None
 
-_DIGITS = re.compile(r"(\d+)(?!.*\d)")
-
-
-def _epoch_for(path: Path, index: int, epoch: int | None) -> int:
-    if epoch is not None:
-        return epoch + index
-    found = _DIGITS.search(path.stem)
-    if found is None:
-        raise AgentError(f"{path}: no --epoch given and no epoch number in the file name")
-    return int(found.group(1))
-
-
-def _build_all(
-    files: Sequence[Path],
-    *,
-    epoch: int | None,
-    fmt: str | None,
-    signer: Signer,
-    shard_id: str,
-    scales: list[int],
-    seed: int,
-    pcs_version: str,
-    meta: dict[str, str],
-) -> list[PCS]:
-    """Build every PCS before queueing any, so one bad file queues nothing."""
-    out = []
-    for i, path in enumerate(files):
-        out.append(
-            build_pcs(
-                load_events(path, fmt),
-                shard_id=shard_id,
-                epoch=_epoch_for(path, i, epoch),
-                signer=signer,
-                scales=scales,
-                seed=seed,
-                version=pcs_version,
-                meta=meta,
-            )
+    def queued(self, path: Path, pcs: PCS, result: Enqueued) -> None:
+        what = "queued" if result.created else "already queued"
+        click.echo(
+            f"{what}: {path} epoch {pcs.epoch} pcs_id {pcs.pcs_id} (#{result.lsn})", err=True
         )
-    return out
+
+    def skipped(self, path: Path, error: AgentError) -> None:
+        click.echo(f"warning: skipped {path}: {error}", err=True)
+
+    def delivery_started(self, pending: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=pending, unit="pcs", file=sys.stderr, disable=not sys.stderr.isatty()
+        )
+
+    def delivered(self, result: Result) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def delivery_finished(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
-def _enqueue_inputs(
-    outbox: Outbox,
-    inputs: Sequence[str],
-    *,
-    tenant_id: str | None,
-    strict: bool = True,
-    **build: Any,
-) -> int:
-    """Build and queue a PCS per event file; returns how many were new.
-
-    ``strict``: one bad file fails the command before anything is queued. Otherwise (the
-    watch loop) a bad file is reported and skipped, so a half-written file cannot stop the
-    agent; it is retried when it changes.
-    """
-    files = _expand(inputs)
-    if not files and strict:
-        raise AgentError("no event files found in the --in paths")
-    signer = load_signer(build.pop("alg"), _require(build.pop("key_source"), "--key"))
-    shard_id = _require(build.pop("shard_id"), "--shard-id")
-    common = {"signer": signer, "shard_id": shard_id, **build}
-    if strict:
-        pcs_list = _build_all(files, **common)
-        pairs = list(zip(files, pcs_list, strict=True))
-    else:
-        pairs = []
-        for path in files:
-            try:
-                (pcs,) = _build_all([path], **common)
-            except AgentError as exc:
-                click.echo(f"warning: skipped {path}: {exc}", err=True)
-                continue
-            pairs.append((path, pcs))
-    created = 0
-    for path, pcs in pairs:
-        res = outbox.enqueue(pcs, tenant_id=tenant_id)
-        created += res.created
-        what = "queued" if res.created else "already queued"
-        click.echo(f"{what}: {path} epoch {pcs.epoch} pcs_id {pcs.pcs_id} (#{res.lsn})", err=True)
-    return created
+def _build_spec(build: dict[str, Any], *, epoch: int | None) -> BuildSpec:
+    """The BuildSpec of the shared PCS options (key and shard id are required here)."""
+    return BuildSpec(
+        signer=load_signer(build["alg"], _require(build["key_source"], "--key")),
+        shard_id=_require(build["shard_id"], "--shard-id"),
+        scales=build["scales"],
+        seed=build["seed"],
+        version=build["pcs_version"],
+        meta=build["meta"],
+        fmt=build["fmt"],
+        epoch=epoch,
+    )
 
 
 def _outbox_option(func: F) -> F:
@@ -366,8 +298,11 @@ def enqueue_cmd(
 
     Queueing is idempotent: a PCS whose pcs_id is already in the outbox is not queued again.
     """
+    epoch = build.pop("epoch")
+    spec = _build_spec(build, epoch=epoch)
+    files = expand_inputs(inputs)
     with Outbox(outbox_dir) as outbox:
-        _enqueue_inputs(outbox, inputs, tenant_id=tenant_id, **build)
+        enqueue_files(outbox, files, spec, tenant_id=tenant_id, reporter=_Reporter())
 
 
 class _Stop(Exception):
@@ -469,67 +404,30 @@ def run_cmd(
         max_attempts=max_attempts,
         max_elapsed=max_elapsed,
     )
-    dead_total = 0
-    seen: set[tuple[str, int, int]] = set()
+    epoch = build.pop("epoch")
+    spec = _build_spec(build, epoch=epoch) if inputs else None
     old_term = signal.signal(signal.SIGTERM, _raise_stop)
     with (
         Outbox(outbox_dir) as outbox,
         Deliverer(outbox, endpoint, policy=policy, timeout=timeout) as deliverer,
     ):
+        runner = AgentRunner(
+            outbox, deliverer, _Reporter(), inputs=inputs, spec=spec, tenant_id=tenant_id
+        )
         try:
-            while True:
-                if inputs:
-                    fresh = [p for p in _expand(inputs) if _stamp(p) not in seen]
-                    if fresh or once:
-                        _enqueue_inputs(
-                            outbox,
-                            [str(p) for p in fresh],
-                            tenant_id=tenant_id,
-                            strict=once,
-                            **dict(build),
-                        )
-                        seen.update(_stamp(p) for p in fresh)
-                dead_total += _deliver(outbox, deliverer)
-                if once:
-                    break
-                time.sleep(interval)
+            runner.run(once=once, interval=interval)
         except (_Stop, KeyboardInterrupt):
             click.echo("stopped", err=True)
         finally:
             signal.signal(signal.SIGTERM, old_term)
         stats = outbox.stats()
     click.echo(f"pending: {stats.pending}  acked: {stats.acked}  dead-lettered: {stats.dead}")
-    if dead_total:
+    if runner.dead:
         click.echo(
-            f"warning: {dead_total} PCS dead-lettered in this run; see {outbox.dlq_path}",
+            f"warning: {runner.dead} PCS dead-lettered in this run; see {outbox.dlq_path}",
             err=True,
         )
         sys.exit(1)
-
-
-def _stamp(path: Path) -> tuple[str, int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (str(path), -1, -1)
-    return (str(path), st.st_size, st.st_mtime_ns)
-
-
-def _deliver(outbox: Outbox, deliverer: Deliverer) -> int:
-    """Deliver all pending entries; a progress bar only when stderr is a terminal."""
-    from tqdm import tqdm
-
-    pending = outbox.stats().pending
-    if not pending:
-        return 0
-    with tqdm(total=pending, unit="pcs", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-
-        def progress(_result: Result) -> None:
-            bar.update(1)
-
-        report = deliverer.deliver_pending(progress)
-    outbox.compact()  # drop sealed segments with nothing pending: the outbox stays bounded
-    return report.dead
 
 
 @agent.command("status")
