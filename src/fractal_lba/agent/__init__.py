@@ -31,7 +31,7 @@ from fractal_lba.agent.ingest import (
     file_stamp,
 )
 from fractal_lba.agent.outbox import Enqueued, Entry, Outbox, OutboxStats
-from fractal_lba.agent.runner import AgentRunner, RunReporter
+from fractal_lba.agent.runner import AgentRunner, RunReporter, Stopped, StopSignal
 
 __all__ = [
     "COLUMNS",
@@ -55,6 +55,8 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "RunReporter",
+    "StopSignal",
+    "Stopped",
     "backoff_delay",
     "build_all",
     "build_file",

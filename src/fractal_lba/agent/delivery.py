@@ -127,6 +127,7 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         try:
             url = httpx.URL(endpoint)
@@ -142,6 +143,7 @@ class Deliverer:
         self._sleep = sleep
         self._rand = rand
         self._clock = clock
+        self._stop = stop
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""
@@ -216,9 +218,11 @@ class Deliverer:
             self._sleep(delay)
 
     def deliver_pending(self, on_result: Callable[[Result], None] | None = None) -> Report:
-        """Deliver every pending entry in queue order; returns the counts of this run."""
+        """Deliver pending entries in queue order until done or ``stop()``; counts of this run."""
         acked = dead = 0
         for entry in self.outbox.pending():
+            if self._stop():
+                break
             result = self.deliver(entry)
             if result.outcome == "acked":
                 acked += 1

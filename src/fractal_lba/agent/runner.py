@@ -2,15 +2,22 @@
 
 ``once``: scan, deliver until the outbox is empty, return. Otherwise scan every
 ``interval`` seconds for new or changed files (a file is known by path, size and mtime;
-unreadable files are skipped and tried again when they change) until the caller stops it
-(the CLI raises out of ``sleep`` on SIGTERM).
+unreadable files are skipped and tried again when they change) until stopped.
+
+:class:`StopSignal` turns SIGTERM / SIGINT into a stop at a safe point: a sleep in progress
+is cut short, otherwise the current step (an HTTP request, a durable ack) completes first.
+Raising out of a signal handler anywhere else could interrupt the outbox between its
+durable write and its in-memory update.
 """
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Protocol
 
 from fractal_lba.agent.delivery import Deliverer, Result
@@ -23,6 +30,48 @@ from fractal_lba.agent.ingest import (
     file_stamp,
 )
 from fractal_lba.agent.outbox import Outbox
+
+
+class Stopped(Exception):
+    """A stop was requested while the loop was sleeping."""
+
+
+class StopSignal:
+    """Stop requests from signals; :meth:`sleep` is the only place they interrupt."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._sleeping = False
+
+    def request(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        """Ask for a stop (the signal handler): cuts a sleep short, else noted for later."""
+        self.requested = True
+        if self._sleeping:
+            raise Stopped
+
+    def __call__(self) -> bool:
+        """Whether a stop was requested (checked between steps)."""
+        return self.requested
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless a stop is requested before or during it (Stopped)."""
+        self._sleeping = True
+        try:
+            if self.requested:
+                raise Stopped
+            time.sleep(seconds)
+        finally:
+            self._sleeping = False
+
+    @contextmanager
+    def installed(self) -> Iterator[StopSignal]:
+        """Handle SIGTERM and SIGINT with :meth:`request` inside the block."""
+        old = {sig: signal.signal(sig, self.request) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 class RunReporter(IngestReporter, Protocol):
@@ -50,6 +99,7 @@ class AgentRunner:
         inputs: Sequence[str | Path] = (),
         spec: BuildSpec | None = None,
         tenant_id: str | None = None,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         if inputs and spec is None:
             raise ValueError("inputs need a BuildSpec")
@@ -60,6 +110,7 @@ class AgentRunner:
         self.spec = spec
         self.tenant_id = tenant_id
         self.dead = 0
+        self._stop = stop
         self._seen: set[Stamp] = set()
 
     def scan(self, *, strict: bool) -> int:
@@ -101,10 +152,16 @@ class AgentRunner:
         interval: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Scan and deliver once (``once``), or forever every ``interval`` seconds."""
-        while True:
-            self.scan(strict=once)
-            self.deliver()
-            if once:
-                return
-            sleep(interval)
+        """Scan and deliver once (``once``), or every ``interval`` seconds until stopped.
+
+        A :class:`Stopped` raised by ``sleep`` (or the deliverer's sleep) ends the run.
+        """
+        try:
+            while True:
+                self.scan(strict=once)
+                self.deliver()
+                if once or self._stop():
+                    return
+                sleep(interval)
+        except Stopped:
+            return

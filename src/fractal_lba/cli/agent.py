@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +21,7 @@ from fractal_lba.agent import (
     Outbox,
     Result,
     RetryPolicy,
+    StopSignal,
     build_pcs,
     enqueue_files,
     expand_inputs,
@@ -305,14 +304,6 @@ def enqueue_cmd(
         enqueue_files(outbox, files, spec, tenant_id=tenant_id, reporter=_Reporter())
 
 
-class _Stop(Exception):
-    """SIGTERM / SIGINT received in the watch loop."""
-
-
-def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
-    raise _Stop
-
-
 @agent.command("run")
 @click.option(
     "--in",
@@ -406,20 +397,26 @@ def run_cmd(
     )
     epoch = build.pop("epoch")
     spec = _build_spec(build, epoch=epoch) if inputs else None
-    old_term = signal.signal(signal.SIGTERM, _raise_stop)
+    stop = StopSignal()
     with (
+        stop.installed(),
         Outbox(outbox_dir) as outbox,
-        Deliverer(outbox, endpoint, policy=policy, timeout=timeout) as deliverer,
+        Deliverer(
+            outbox, endpoint, policy=policy, timeout=timeout, sleep=stop.sleep, stop=stop
+        ) as deliverer,
     ):
         runner = AgentRunner(
-            outbox, deliverer, _Reporter(), inputs=inputs, spec=spec, tenant_id=tenant_id
+            outbox,
+            deliverer,
+            _Reporter(),
+            inputs=inputs,
+            spec=spec,
+            tenant_id=tenant_id,
+            stop=stop,
         )
-        try:
-            runner.run(once=once, interval=interval)
-        except (_Stop, KeyboardInterrupt):
+        runner.run(once=once, interval=interval, sleep=stop.sleep)
+        if stop.requested:
             click.echo("stopped", err=True)
-        finally:
-            signal.signal(signal.SIGTERM, old_term)
         stats = outbox.stats()
     click.echo(f"pending: {stats.pending}  acked: {stats.acked}  dead-lettered: {stats.dead}")
     if runner.dead:
