@@ -59,6 +59,9 @@ def _register() -> None:
     main.add_command(worm)
     main.add_command(serve.serve)
     main.add_command(wal.wal)
+    from fractal_lba.cli.vrf import vrf_group
+
+    main.add_command(vrf_group)
 
 
 _register()
