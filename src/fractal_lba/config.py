@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from fractal_lba.adversarial.vrf import VrfError
+from fractal_lba.adversarial.vrf_keys import parse_public_key
 from fractal_lba.contract import KeyFormatError, Secret, VerificationKey
 from fractal_lba.errors import ConfigError
 
@@ -95,9 +97,13 @@ class Settings:
     multi_tenant: bool = False
     tenants: str | None = None
     tenants_file: Path | None = None
-    # Accepted and validated for later issues; enabling them is refused until implemented.
     vrf_enabled: bool = False
+    """Every tenant must carry a valid ECVRF proof (SPEC section 8; step 6)."""
     vrf_mode: str = "enforce"
+    """``enforce`` (401) or ``report_only``: the default of tenants that set no ``vrf.mode``."""
+    vrf_public_key: bytes | None = None
+    """Single-tenant VRF public key (VRF_PUBLIC_KEY); ``None`` = the local ``vrf.key``."""
+    # Accepted and validated for later issues; enabling them is refused until implemented.
     pii_scan_mode: str = "off"
     policy_registry: Path | None = None
 
@@ -115,6 +121,11 @@ class Settings:
     def local_hmac_key_path(self) -> Path:
         """The generated key file used when ``PCS_SIGN_ALG=hmac`` and no key is configured."""
         return self.data_dir / LOCAL_HMAC_KEY_FILE
+
+    @property
+    def local_vrf_key_path(self) -> Path:
+        """The generated VRF key used when ``VRF_ENABLED`` and no ``VRF_PUBLIC_KEY`` is set."""
+        return self.data_dir / "vrf.key"
 
     @property
     def store_op_timeout(self) -> float:
@@ -169,10 +180,12 @@ class Settings:
             tenants_file=p.path("TENANTS_FILE"),
             vrf_enabled=p.boolean("VRF_ENABLED", False),
             vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
+            vrf_public_key=p.vrf_public_key(),
             pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),
             policy_registry=p.path("POLICY_REGISTRY"),
         )
         check_tenancy(settings)
+        check_vrf(settings)
         refuse_unimplemented(settings)
         return settings
 
@@ -210,6 +223,18 @@ def check_tenancy(s: Settings) -> None:
                 )
 
 
+def check_vrf(s: Settings) -> None:
+    """VRF_PUBLIC_KEY is the single tenant's key and only means something with VRF_ENABLED."""
+    if s.vrf_public_key is not None:
+        if s.multi_tenant:
+            raise ConfigError(
+                "VRF_PUBLIC_KEY is only used in single-tenant mode; with MULTI_TENANT=true give "
+                "each tenant vrf.public_key in TENANTS_FILE"
+            )
+        if not s.vrf_enabled:
+            raise ConfigError("VRF_PUBLIC_KEY is set but VRF_ENABLED is not true")
+
+
 def refuse_unimplemented(s: Settings) -> None:
     """Fail closed on features this version accepts by name but does not implement yet.
 
@@ -217,7 +242,6 @@ def refuse_unimplemented(s: Settings) -> None:
     silently ignores it.
     """
     wanted = [
-        ("VRF_ENABLED", s.vrf_enabled),
         ("PII_SCAN_MODE", s.pii_scan_mode != "off"),
         ("POLICY_REGISTRY", s.policy_registry is not None),
     ]
@@ -354,6 +378,16 @@ class _Parser:
             except KeyFormatError as exc:
                 raise ConfigError(f"PCS_ED25519_PUB_B64 entry {i + 1}: {exc}") from None
         return out
+
+    def vrf_public_key(self) -> bytes | None:
+        """VRF_PUBLIC_KEY: hex or base64 of a valid 32-byte ECVRF public key."""
+        value = self.raw("VRF_PUBLIC_KEY")
+        if value is None:
+            return None
+        try:
+            return parse_public_key(value)
+        except VrfError as exc:
+            raise ConfigError(f"VRF_PUBLIC_KEY: {exc}") from None
 
     def tenants(self) -> str | None:
         """Syntax check of ``TENANTS="id:alg:key,..."`` (SPEC section 6); keys not echoed."""

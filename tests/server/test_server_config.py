@@ -59,7 +59,8 @@ def test_defaults_are_the_embedded_service() -> None:
         ({"PII_SCAN_MODE": "shred"}, "PII_SCAN_MODE"),
         ({"TENANTS": "acme:hmac"}, "TENANTS"),
         ({"MULTI_TENANT": "true"}, "MULTI_TENANT"),
-        ({"VRF_ENABLED": "true"}, "VRF_ENABLED"),
+        ({"VRF_PUBLIC_KEY": "c2hvcnQ="}, "VRF_PUBLIC_KEY"),
+        ({"VRF_PUBLIC_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}, "VRF_PUBLIC_KEY"),
         ({"PII_SCAN_MODE": "block"}, "PII_SCAN_MODE"),
     ],
 )

@@ -78,3 +78,10 @@ def write_toml(path: Path, tenants: list[dict[str, Any]]) -> Path:
 
 def b64_32() -> str:
     return base64.b64encode(bytes(range(32))).decode()
+
+
+def vrf_public_b64() -> str:
+    """Base64 of a fresh, valid ECVRF public key (the tenants file's ``vrf.public_key``)."""
+    from fractal_lba.adversarial import vrf
+
+    return base64.b64encode(vrf.keygen()[1]).decode()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from server_helpers import FLK, free_port
-from tenancy_helpers import b64_32, ed25519_pair, write_toml
+from tenancy_helpers import b64_32, ed25519_pair, vrf_public_b64, write_toml
 
 from fractal_lba.config import Settings
 from fractal_lba.errors import ConfigError
@@ -63,7 +63,7 @@ not_before = "2026-06-01T00:00:00+02:00"
 [[tenants]]
 id = "globex"
 keys = [{{ id = "g1", alg = "hmac", key = "globex-secret" }}]
-vrf = {{ public_key = "{b64_32()}", mode = "report_only" }}
+vrf = {{ public_key = "{vrf_public_b64()}", mode = "report_only" }}
 pii = {{ mode = "redact", report_only = true }}
 """
     path = tmp_path / "tenants.toml"
@@ -83,8 +83,8 @@ pii = {{ mode = "redact", report_only = true }}
     assert globex.vrf is not None and globex.vrf.mode == "report_only"
     assert globex.pii is not None and globex.pii.mode == "redact" and globex.pii.report_only
     assert SECRET not in repr(acme) and "globex-secret" not in repr(globex)
-    # Parsed and valid, but VRF/PII are not enforced yet: startup refuses (fail closed).
-    with pytest.raises(ConfigError, match=r"tenant 'globex': vrf: .*not enforced"):
+    # Parsed and valid, but PII is not enforced yet: startup refuses (fail closed).
+    with pytest.raises(ConfigError, match=r"tenant 'globex': pii: .*not enforced"):
         load_tenants(settings, POLICY)
 
 
@@ -142,7 +142,9 @@ def test_yaml_file_and_tenants_env_together(tmp_path: Path) -> None:
          "tenant 'acme': keys[0].not_after: must be later than not_before"),
         ([tenant(vrf={"public_key": SHORT_B64, "mode": "enforce"})],
          "tenant 'acme': vrf.public_key: must be 32 bytes"),
-        ([tenant(vrf={"public_key": b64_32(), "mode": "sometimes"})],
+        ([tenant(vrf={"public_key": b64_32()})],
+         "tenant 'acme': vrf.public_key: public key is not a canonical point"),
+        ([tenant(vrf={"public_key": vrf_public_b64(), "mode": "sometimes"})],
          "tenant 'acme': vrf.mode: must be one of enforce, report_only"),
         ([tenant(pii={"mode": "shred"})], "tenant 'acme': pii.mode: must be one of detect"),
         ([tenant(pii={"mode": "block", "report_only": "yes"})],

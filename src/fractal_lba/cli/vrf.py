@@ -8,7 +8,6 @@ Keys, inputs and proofs are hex. ``--sk`` also takes ``@FILE`` or ``env:VAR`` (a
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import sys
 from pathlib import Path
@@ -16,23 +15,21 @@ from pathlib import Path
 import click
 
 from fractal_lba.adversarial import vrf
+from fractal_lba.adversarial.vrf_keys import parse_public_key, parse_secret_key
 from fractal_lba.agent.build import read_key_text
 from fractal_lba.fsutil import atomic_write
 
 
-def _hex(name: str, text: str, size: int | None = None) -> bytes:
+def _hex(name: str, text: str) -> bytes:
     try:
-        raw = bytes.fromhex(text.strip())
+        return bytes.fromhex(text.strip())
     except ValueError:
         raise click.BadParameter("must be hex", param_hint=name) from None
-    if size is not None and len(raw) != size:
-        raise click.BadParameter(f"must be {size} bytes of hex, got {len(raw)}", param_hint=name)
-    return raw
 
 
 def secret_key_from(source: str) -> bytes:
     """A VRF secret key from hex text, ``@FILE`` or ``env:VAR`` (32 bytes)."""
-    return _hex("--sk", read_key_text(source), vrf.SECRET_KEY_BYTES)
+    return parse_secret_key(read_key_text(source))
 
 
 @click.group("vrf")
@@ -88,19 +85,9 @@ def prove(sk: str, alpha: str) -> None:
 def verify(pk: str, alpha: str, pi: str) -> None:
     """Print beta (hex) when PI is a valid proof of ALPHA under PK; else exit 1 with a reason."""
     try:
-        beta = vrf.verify(_public_key(pk), _hex("--alpha", alpha), _hex("--pi", pi))
+        alpha_raw, pi_raw = _hex("--alpha", alpha), _hex("--pi", pi)
+        beta = vrf.verify(parse_public_key(pk), alpha_raw, pi_raw)
     except vrf.VrfError as exc:
         click.echo(f"invalid: {exc.reason}: {exc}", err=True)
         sys.exit(1)
     click.echo(beta.hex())
-
-
-def _public_key(text: str) -> bytes:
-    """Hex, or base64 as the tenants file writes it; the length is checked by the VRF."""
-    text = text.strip()
-    if len(text) == 2 * vrf.PUBLIC_KEY_BYTES:
-        return _hex("--pk", text)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise click.BadParameter("must be hex or base64 of 32 bytes", param_hint="--pk") from None

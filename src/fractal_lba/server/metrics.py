@@ -32,6 +32,7 @@ class TenantCounters:
     rejected: Counter
     rate_limited: Counter
     quota_exceeded: Counter
+    vrf_invalid: Counter
 
 
 class Metrics:
@@ -109,6 +110,18 @@ class Metrics:
             "flk_sanity_check_failed", "PCS that failed a sanity check, by check.", ["check"],
             registry=registry,
         )  # fmt: skip
+        self.vrf_invalid = Counter(
+            "flk_vrf_invalid", "PCS that failed the VRF gate, by reason and tenant mode.",
+            ["reason", "mode"], registry=registry,
+        )  # fmt: skip
+        self.vrf_invalid_by_tenant = Counter(
+            "flk_vrf_invalid_by_tenant", "PCS that failed the VRF gate, per tenant.",
+            ["tenant_id"], registry=registry,
+        )  # fmt: skip
+        self.vrf_verified = Counter(
+            "flk_vrf_verified", "PCS whose VRF proof, output and seed verified.",
+            registry=registry,
+        )  # fmt: skip
         self.wal_compacted = Counter(
             "flk_wal_segments_compacted", "Inbox WAL segments removed by compaction.",
             registry=registry,
@@ -148,6 +161,7 @@ class Metrics:
                 rejected=self.rejected_by_tenant.labels(tenant_id=tenant_id),
                 rate_limited=self.rate_limited.labels(tenant_id=tenant_id),
                 quota_exceeded=self.quota_exceeded.labels(tenant_id=tenant_id),
+                vrf_invalid=self.vrf_invalid_by_tenant.labels(tenant_id=tenant_id),
             )
             self._tenants[tenant_id] = found
         return found

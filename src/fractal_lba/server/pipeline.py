@@ -5,7 +5,8 @@ The order is a contract and reads top to bottom in :meth:`Pipeline.process`:
 3. parse + validate (and ``X-PCS-Schema-Version`` == body version)        -> 400
 4. PII gate (slot; passes until the privacy issue lands)                   -> 400
 5. signature with the tenant's active keys, at the request's receive time -> 401
-6. VRF gate (slot; passes until the VRF issue lands)                       -> 401
+6. VRF gate (:mod:`fractal_lba.adversarial.vrf_gate`) -> 401 ``vrf_invalid`` (enforce), or
+   counted and noted in the audit reason (report_only); never a signature error
 7. dedup lookup ``(tenant_id, pcs_id)``: replay the stored outcome, or 422 on a different
    signed payload
 8. ``decide`` under the tenant's policy
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from fractal_lba.adversarial.vrf_gate import VrfGate
 from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.audit.entry import Outcome as AuditOutcome
 from fractal_lba.config import Settings
@@ -94,6 +96,7 @@ class TenantContext:
     policy_hash: str
     dedup_ttl: float
     limited: bool
+    vrf: VrfGate | None = None
 
     @classmethod
     def build(
@@ -108,6 +111,11 @@ class TenantContext:
             policy_hash=policy.hash(),
             dedup_ttl=float(policy.params.dedup_ttl),
             limited=tenant.limited or global_limit,
+            vrf=(
+                None
+                if tenant.vrf is None
+                else VrfGate.for_tenant(tenant.id, tenant.vrf.public_key, tenant.vrf.mode)
+            ),
         )
 
 
@@ -117,13 +125,6 @@ def pii_gate(pcs: PCS, tenant: Tenant) -> PCS:
     Will raise ``ValidationError`` (block mode, -> 400) or return a redacted copy.
     """
     return pcs
-
-
-def vrf_gate(pcs: PCS, tenant: Tenant) -> None:
-    """Step 6 slot: ECVRF verification (SPEC section 8) plugs in here; for now it passes.
-
-    Will raise ``SignatureError`` in enforce mode (-> 401).
-    """
 
 
 def _iso(ts: float) -> str:
@@ -186,8 +187,6 @@ class Pipeline:
         else:
             try:
                 verified = keyring.verify(payload, sig, adm.received_at)
-                # 6. VRF gate
-                vrf_gate(pcs, tenant)
             except SignatureError as exc:
                 ctx.counters.signature_errors.inc()
                 self.metrics.signature_errors.inc()
@@ -195,6 +194,19 @@ class Pipeline:
                 return await self._rejected(adm, ctx, pcs, 401, body, exc.code)
             if verified.legacy_digest:
                 self.metrics.legacy_digest.inc()
+        # 6. VRF gate: its own error and metric, never a signature error
+        note: str | None = None
+        if ctx.vrf is not None:
+            failure = ctx.vrf.check(pcs)
+            if failure is None:
+                self.metrics.vrf_verified.inc()
+            else:
+                self.metrics.vrf_invalid.labels(reason=failure.reason, mode=ctx.vrf.mode).inc()
+                ctx.counters.vrf_invalid.inc()
+                if ctx.vrf.enforce:
+                    body = error_body("vrf_invalid", failure.field, failure.detail)
+                    return await self._rejected(adm, ctx, pcs, 401, body, failure.audit_reason)
+                note = failure.audit_reason
         payload_hash = hashlib.sha256(payload).hexdigest()
         tid = tenant.id
         # 7. dedup lookup
@@ -203,7 +215,7 @@ class Pipeline:
         except StoreError:
             return self.unavailable("get")
         if hit is not None:
-            return await self._stored(adm, ctx, pcs, hit, payload_hash)
+            return await self._stored(adm, ctx, pcs, hit, payload_hash, note)
         # 8. verification
         result: VerifyResult | None = None
         try:
@@ -224,10 +236,11 @@ class Pipeline:
             return await self._stored(adm, ctx, pcs, winner, payload_hash)
         # 10. audit, metrics, response
         if result is None:
-            return await self._rejected(adm, ctx, pcs, 400, body, reason, stored=True)
+            return await self._rejected(adm, ctx, pcs, 400, body, reason, stored=True, note=note)
         if not await self._audit(
-            adm, ctx, pcs, "accepted" if status == 200 else "escalated", status, reason
-        ):
+            adm, ctx, pcs, "accepted" if status == 200 else "escalated", status,
+            _noted(reason, note),
+        ):  # fmt: skip
             return self.unavailable("audit")
         self._count_result(ctx, result)
         return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id)
@@ -254,7 +267,13 @@ class Pipeline:
         return reply
 
     async def _stored(
-        self, adm: Admit, ctx: TenantContext, pcs: PCS, stored: StoredOutcome, payload_hash: str
+        self,
+        adm: Admit,
+        ctx: TenantContext,
+        pcs: PCS,
+        stored: StoredOutcome,
+        payload_hash: str,
+        note: str | None = None,
     ) -> Reply:
         """A stored outcome exists: conflict (422), our own (replay), or a duplicate."""
         if stored.payload_hash != payload_hash:
@@ -271,7 +290,7 @@ class Pipeline:
         if stored.request_id == adm.request_id:
             # Replay of a request whose outcome was stored before a crash or an outage: audit
             # the outcome itself (re-deciding is pure, so the audit fields are the same).
-            return await self._own_stored(adm, ctx, pcs, stored)
+            return await self._own_stored(adm, ctx, pcs, stored, note)
         ctx.counters.dedup_hits.inc()
         self.metrics.dedup_hits.inc()
         if not await self._audit(adm, ctx, pcs, "duplicate", stored.status, None):
@@ -281,7 +300,7 @@ class Pipeline:
         )
 
     async def _own_stored(
-        self, adm: Admit, ctx: TenantContext, pcs: PCS, stored: StoredOutcome
+        self, adm: Admit, ctx: TenantContext, pcs: PCS, stored: StoredOutcome, note: str | None
     ) -> Reply:
         reason: str | None
         try:
@@ -299,7 +318,7 @@ class Pipeline:
             if stored.status == 202
             else "rejected"
         )
-        if not await self._audit(adm, ctx, pcs, outcome, stored.status, reason):
+        if not await self._audit(adm, ctx, pcs, outcome, stored.status, _noted(reason, note)):
             return self.unavailable("audit")
         return Reply(stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id)
 
@@ -313,10 +332,11 @@ class Pipeline:
         reason: str | None,
         *,
         stored: bool = False,
+        note: str | None = None,
     ) -> Reply:
         self.metrics.rejected.labels(reason=_reason_label(reason)).inc()
         ctx.counters.rejected.inc()
-        if not await self._audit(adm, ctx, pcs, "rejected", status, reason):
+        if not await self._audit(adm, ctx, pcs, "rejected", status, _noted(reason, note)):
             return self.unavailable("audit")
         return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None)
 
@@ -383,6 +403,13 @@ def _reason_label(reason: str | None) -> str:
     """Bounded label values: unknown codes collapse to ``other`` (no cardinality blow-up)."""
     if reason is None:
         return "other"
-    if reason in _REASON_LABELS or reason.startswith("sanity:"):
+    if reason in _REASON_LABELS or reason.startswith(("sanity:", "vrf_invalid:")):
         return reason
     return "other"
+
+
+def _noted(reason: str | None, note: str | None) -> str | None:
+    """The audit reason with a report-only VRF failure appended (``reason;vrf_invalid:x``)."""
+    if note is None:
+        return reason
+    return note if reason is None else f"{reason};{note}"

@@ -29,7 +29,7 @@ from fractal_lba.tenancy.tenants_file import (
 
 log = logging.getLogger("fractal_lba.tenancy")
 
-UNSUPPORTED_TENANT_FEATURES: tuple[str, ...] = ("vrf", "pii")
+UNSUPPORTED_TENANT_FEATURES: tuple[str, ...] = ("pii",)
 """Per-tenant settings that are parsed and validated but not enforced by this version yet.
 
 A tenant that asks for them stops startup (fail closed, like ``VRF_ENABLED``): a server that
@@ -70,6 +70,7 @@ def defaults_from(settings: Settings) -> TenantDefaults:
         token_rate=settings.token_rate,
         daily_quota=settings.daily_quota,
         accept_legacy_digest=settings.hmac_accept_legacy_digest,
+        vrf_mode=settings.vrf_mode,
     )
 
 
@@ -92,6 +93,10 @@ def load_tenants(settings: Settings, policy: Policy) -> list[Tenant]:
     if not tenants:
         raise ConfigError("MULTI_TENANT=true but TENANTS / TENANTS_FILE define no tenant")
     for t in tenants:
+        if settings.vrf_enabled and t.vrf is None:
+            raise ConfigError(
+                f"tenant {t.id!r}: vrf: VRF_ENABLED=true requires vrf.public_key for every tenant"
+            )
         for feature in UNSUPPORTED_TENANT_FEATURES:
             if getattr(t, feature) is not None:
                 raise ConfigError(

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from fractal_lba.adversarial.vrf import VrfError
+from fractal_lba.adversarial.vrf_keys import local_public_key
 from fractal_lba.config import Settings
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
 from fractal_lba.tenancy.errors import UnknownTenant
-from fractal_lba.tenancy.model import DEFAULT_TENANT, Tenant
+from fractal_lba.tenancy.model import DEFAULT_TENANT, Tenant, VrfSettings
+
+log = logging.getLogger("fractal_lba.tenancy")
 
 
 class TenantResolver(Protocol):
@@ -103,6 +108,20 @@ def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | No
         else KeyRing(keys, accept_legacy_digest=settings.hmac_accept_legacy_digest)
     )
     rate = settings.token_rate
+    vrf: VrfSettings | None = None
+    if settings.vrf_enabled:
+        pk = settings.vrf_public_key
+        if pk is None:
+            try:
+                pk, created = local_public_key(settings.local_vrf_key_path)
+            except VrfError as exc:
+                raise ConfigError(str(exc)) from None
+            log.warning(
+                "VRF_ENABLED without VRF_PUBLIC_KEY: verifying with the local VRF key file; "
+                "prove with it (--vrf-key @FILE) or set VRF_PUBLIC_KEY",
+                extra={"path": str(settings.local_vrf_key_path), "key_created": created},
+            )
+        vrf = VrfSettings(pk, settings.vrf_mode)  # type: ignore[arg-type]
     tenant = Tenant(
         id=DEFAULT_TENANT,
         keyring=keyring,
@@ -110,5 +129,6 @@ def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | No
         token_rate=rate,
         burst=max(1.0, rate),
         daily_quota=settings.daily_quota,
+        vrf=vrf,
     )
     return tenant, local

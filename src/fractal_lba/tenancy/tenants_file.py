@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from fractal_lba.adversarial.vrf import VrfError, VrfPublicKey
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
@@ -58,6 +59,8 @@ class TenantDefaults:
     burst: float = 0.0
     daily_quota: int = 0
     accept_legacy_digest: bool = False
+    vrf_mode: str = "enforce"
+    """VRF_MODE: the mode of a tenant whose ``vrf`` table sets none."""
 
 
 class _Where:
@@ -164,7 +167,7 @@ def _key(w: _Where, i: int, obj: object) -> VerificationKey:
         w.fail(f"{where}.key", str(exc))
 
 
-def _vrf(w: _Where, obj: object) -> VrfSettings:
+def _vrf(w: _Where, obj: object, default_mode: str) -> VrfSettings:
     if not isinstance(obj, Mapping):
         w.fail("vrf", "must be a table/mapping with public_key and mode")
     _check_fields(w, "vrf.", obj, VRF_FIELDS)
@@ -179,7 +182,11 @@ def _vrf(w: _Where, obj: object) -> VrfSettings:
         w.fail("vrf.public_key", "is not valid base64")
     if len(raw) != 32:
         w.fail("vrf.public_key", f"must be 32 bytes (base64), got {len(raw)} bytes")
-    mode = _choice(w, "vrf.mode", obj.get("mode", "enforce"), ("enforce", "report_only"))
+    try:
+        VrfPublicKey.from_bytes(raw)
+    except VrfError as exc:
+        w.fail("vrf.public_key", str(exc))
+    mode = _choice(w, "vrf.mode", obj.get("mode", default_mode), ("enforce", "report_only"))
     return VrfSettings(raw, mode)  # type: ignore[arg-type]
 
 
@@ -247,7 +254,7 @@ def parse_tenant(
         token_rate=rate,
         burst=burst,
         daily_quota=quota,
-        vrf=_vrf(w, obj["vrf"]) if "vrf" in obj else None,
+        vrf=_vrf(w, obj["vrf"], defaults.vrf_mode) if "vrf" in obj else None,
         pii=_pii(w, obj["pii"]) if "pii" in obj else None,
         policy_version=pinned,
     )

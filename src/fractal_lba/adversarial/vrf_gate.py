@@ -1,0 +1,119 @@
+"""Step 6 of the submit path (SPEC sections 4 and 8): does the PCS carry a valid VRF proof?
+
+A tenant that requires VRF has a public key and a mode. For each PCS the gate checks, in
+order (the first failure is the reason):
+
+1. ``vrf`` is present                                     -> ``missing``       (field ``vrf``)
+2. proof and output are base64 of 80 / 64 bytes           -> ``malformed``     (``vrf.proof`` /
+   ``vrf.output``; strict parsing normally refuses these earlier with a 400)
+3. the proof verifies for alpha = ``tenant|shard_id|epoch`` -> the ECVRF reason (``vrf.proof``):
+   ``proof_invalid``, ``gamma_invalid``, ``s_out_of_range``
+4. ``vrf.output`` equals the proof's beta                 -> ``output_mismatch`` (``vrf.output``)
+5. ``seed`` = first 8 bytes of beta, big-endian, & 2^53-1 -> ``seed_mismatch``  (``seed``)
+
+Alpha binds the proof to the tenant the PCS is submitted as and to its shard and epoch, so a
+proof made with another tenant's key, or replayed for another epoch, fails at 3.
+
+Pure: :meth:`VrfGate.check` returns a :class:`VrfFailure` or ``None``; what a failure does
+(401 in ``enforce``, a metric and an audit note in ``report_only``) is the pipeline's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+from fractal_lba.adversarial.vrf import (
+    OUTPUT_BYTES,
+    PROOF_BYTES,
+    VrfError,
+    VrfPublicKey,
+    alpha_for,
+    seed_from_output,
+)
+from fractal_lba.contract import PCS
+
+VrfMode = Literal["enforce", "report_only"]
+
+REASONS: tuple[str, ...] = (
+    "missing",
+    "malformed",
+    "proof_invalid",
+    "gamma_invalid",
+    "s_out_of_range",
+    "output_mismatch",
+    "seed_mismatch",
+)
+"""Every failure reason (a fixed vocabulary: metric label values and audit reasons)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VrfFailure:
+    """Why a PCS failed the VRF gate: stable ``reason``, the ``field`` at fault, a detail
+    that never contains the record's values."""
+
+    reason: str
+    field: str
+    detail: str
+
+    @property
+    def audit_reason(self) -> str:
+        """``vrf_invalid:<reason>``: the reason written to the audit log."""
+        return f"vrf_invalid:{self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class VrfGate:
+    """One tenant's VRF requirement, prepared once (key decoded and validated at startup)."""
+
+    tenant_id: str
+    key: VrfPublicKey
+    mode: VrfMode
+
+    @classmethod
+    def for_tenant(cls, tenant_id: str, public_key: bytes, mode: VrfMode) -> VrfGate:
+        """Validate ``public_key`` (raises :class:`VrfError`) and build the gate."""
+        return cls(tenant_id, VrfPublicKey.from_bytes(public_key), mode)
+
+    @property
+    def enforce(self) -> bool:
+        """True when a failure is refused (401), False when it is only reported."""
+        return self.mode == "enforce"
+
+    def check(self, pcs: PCS) -> VrfFailure | None:
+        """The first failed condition of the module docstring, or None when all hold."""
+        vrf = pcs.vrf
+        if vrf is None:
+            return VrfFailure("missing", "vrf", "this tenant requires a VRF proof (version >= 0.2)")
+        proof = _b64(vrf.proof, PROOF_BYTES)
+        if proof is None:
+            return VrfFailure("malformed", "vrf.proof", f"must be base64 of {PROOF_BYTES} bytes")
+        output = _b64(vrf.output, OUTPUT_BYTES)
+        if output is None:
+            return VrfFailure("malformed", "vrf.output", f"must be base64 of {OUTPUT_BYTES} bytes")
+        try:
+            beta = self.key.verify(alpha_for(self.tenant_id, pcs.shard_id, pcs.epoch), proof)
+        except VrfError as exc:
+            reason = exc.reason if exc.reason in REASONS else "proof_invalid"
+            return VrfFailure(
+                reason, "vrf.proof", "proof does not verify for this tenant, shard and epoch"
+            )
+        if not hmac.compare_digest(beta, output):
+            return VrfFailure("output_mismatch", "vrf.output", "output is not the proof's hash")
+        if pcs.seed != seed_from_output(beta):
+            return VrfFailure("seed_mismatch", "seed", "seed is not derived from the VRF output")
+        return None
+
+    def __repr__(self) -> str:
+        return f"VrfGate(tenant_id={self.tenant_id!r}, mode={self.mode!r})"
+
+
+def _b64(text: str, size: int) -> bytes | None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == size else None
