@@ -1,6 +1,7 @@
 """The PCS contract: wire model, canonical payload, pcs_id, round9, HMAC / Ed25519 signing."""
 
 from fractal_lba.contract.canonical import (
+    SCHEMA,
     SIGNED_FIELDS,
     V03_DOMAIN,
     compute_pcs_id,
@@ -21,7 +22,6 @@ from fractal_lba.contract.model import (
     FT,
     LATEST_VERSION,
     PCS,
-    SCHEMA,
     SUPPORTED_VERSIONS,
     VRFProof,
     decode_pcs,

@@ -394,7 +394,7 @@ _REASON_LABELS = frozenset(
     {
         "malformed_json", "invalid_number", "invalid_field", "missing_field", "unknown_field",
         "unknown_schema", "unsupported_version", "pcs_id_mismatch", "invalid_pcs",
-        "schema_version_mismatch", "signature_invalid",
+        "schema_version_mismatch", "signature_invalid", "duplicate_key",
     }
 )  # fmt: skip
 

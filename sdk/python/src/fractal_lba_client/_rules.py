@@ -5,7 +5,6 @@ Each returns None when the value passes, else a short reason that never contains
 
 from __future__ import annotations
 
-import base64
 import binascii
 import unicodedata
 
@@ -49,11 +48,11 @@ def int_problem(value: int, *, signed: bool = False) -> str | None:
 def b64_problem(value: str, size: int) -> str | None:
     """Standard padded base64 (canonical: re-encoding gives the same text) of ``size`` bytes."""
     try:
-        raw = base64.b64decode(value, validate=True)
+        raw = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         return "must be standard, padded base64"
     if len(raw) != size:
         return f"must decode to exactly {size} bytes"
-    if base64.b64encode(raw).decode("ascii") != value:
+    if binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
         return "must be canonical base64"
     return None
