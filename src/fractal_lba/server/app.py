@@ -579,6 +579,9 @@ class VerifierApp:
             "checks": checks,
             "deferred": self.replayer.deferred,
         }
+        recovery = self.inbox.recovery
+        if recovery is not None and recovery.truncated_segment is not None:
+            body["wal_recovery"] = recovery.as_dict()  # the torn tail cut at startup
         if not self._started:
             down.append("startup")
         if down:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from fractal_lba.wal import GroupCommitter, WalError, WalLockedError, WalLog, scan
+from fractal_lba.wal import GroupCommitter, Recovery, WalError, WalLockedError, WalLog, scan
 
 INBOX_PREFIX = "inbox-"
 
@@ -157,6 +157,8 @@ class Inbox:
         self._outcomes: collections.deque[bytes] = collections.deque()
         self._committer: GroupCommitter[bytes, int] | None = None
         self._append_lock = threading.Lock()
+        self.recovery: Recovery | None = None
+        """What opening this worker's log found (a cut torn tail is logged there too)."""
 
     @property
     def directory(self) -> Path:
@@ -189,7 +191,7 @@ class Inbox:
         while True:
             log = WalLog(self.root / f"{INBOX_PREFIX}{i}", max_segment_bytes=self.max_segment_bytes)
             try:
-                log.open()
+                self.recovery = log.open()
             except WalLockedError:
                 i += 1
                 continue

@@ -16,7 +16,8 @@ import msgspec
 LOGGER_NAME = "fractal_lba.server"
 SAFE_FIELDS: tuple[str, ...] = (
     "pcs_id", "tenant_id", "status", "reason", "request_id", "route", "duration_ms",
-    "replayed", "path", "count", "backend", "worker_dir",
+    "replayed", "path", "count", "backend", "worker_dir", "segment", "offset",
+    "truncated_bytes",
 )  # fmt: skip
 
 _encoder = msgspec.json.Encoder()

@@ -12,9 +12,14 @@ class WalError(FlkError):
 
 
 class WalCorruptError(WalError):
-    """A record failed its checksum somewhere other than the torn tail of the last segment."""
+    """A segment is damaged somewhere other than a torn tail of the last segment."""
 
     code = "wal_corrupt"
+
+    def __init__(self, message: str, *, segment: str | None = None, offset: int | None = None):
+        super().__init__(message)
+        self.segment = segment
+        self.offset = offset
 
 
 class WalLockedError(WalError):

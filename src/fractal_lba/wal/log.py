@@ -1,15 +1,29 @@
 """A directory of WAL segment files with batched append + one fsync per batch.
 
-Segments are named ``{first_lsn:016d}.wal``; record ``i`` of a segment has lsn
-``first_lsn + i``. Opening takes an exclusive ``flock`` on the directory (one writer process),
-truncates a torn tail of the last segment (recorded in :class:`Recovery`) and refuses a
-corrupt record anywhere else. Used by the agent outbox and the verifier's inbox.
+Segments are named ``{first_lsn:016d}.wal`` and framed as :mod:`fractal_lba.wal.records`
+describes (each record carries its lsn and a checksum salted per segment). Opening takes an
+exclusive ``flock`` on the directory (one writer process) and inspects every segment
+(:func:`~fractal_lba.wal.check.inspect_segment`):
+
+* a **torn tail** (the unfinished last write of a crash: no valid record after it, last
+  segment only) is cut off, logged with segment and offset, and reported in
+  :class:`Recovery`;
+* **corruption** (a bad record with valid ones after it, any damage in a sealed segment,
+  records missing at the end of a sealed segment) stops the open with
+  :class:`~fractal_lba.wal.WalCorruptError` naming segment and offset. Nothing is cut:
+  ``flk wal check`` shows it, ``flk wal salvage`` copies the intact records out.
+
+A failed or short append never leaves a partial record that a later append would sit
+behind (SPEC section 5): the segment is cut back to its last durable batch first. Legacy
+(format 1) segments are read; new records always go to a format-2 segment. Used by the agent
+outbox and the verifier's inbox.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,21 +31,41 @@ from pathlib import Path
 
 from fractal_lba import failpoints
 from fractal_lba.fsutil import PRIVATE_FILE_MODE, fsync_dir, private_dir
+from fractal_lba.wal.check import SUFFIX as SUFFIX
+from fractal_lba.wal.check import (
+    Damage,
+    inspect_segment,
+    segment_files,
+    segment_first_lsn,
+)
 from fractal_lba.wal.errors import WalCorruptError, WalError, WalLockedError
-from fractal_lba.wal.records import frame_many, scan
+from fractal_lba.wal.records import SEGMENT_HEADER, SegmentHeader, frame_records, read_records
 
-SUFFIX = ".wal"
 DEFAULT_MAX_SEGMENT = 64 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Recovery:
-    """What :meth:`WalLog.open` found: record count, next lsn, torn bytes dropped."""
+    """What :meth:`WalLog.open` found: record count, next lsn, the torn tail it cut."""
 
     records: int = 0
     next_lsn: int = 1
     truncated_bytes: int = 0
     truncated_segment: str | None = None
+    truncated_offset: int | None = None
+    """Where the cut torn tail began (the segment keeps the bytes before it)."""
+    legacy_segments: int = 0
+    """Format-1 segments found (read, never appended to)."""
+
+    def as_dict(self) -> dict[str, object]:
+        """The torn-tail part for logs and ``/ready`` (no record contents)."""
+        return {
+            "truncated_segment": self.truncated_segment,
+            "truncated_offset": self.truncated_offset,
+            "truncated_bytes": self.truncated_bytes,
+        }
 
 
 @dataclass
@@ -47,6 +81,30 @@ class WalStats:
     failures: int = 0
     """Appends that failed (write, fsync or repair error): each one was answered 503."""
     extra: dict[str, int] = field(default_factory=dict)
+
+
+def lock_directory(directory: Path) -> int:
+    """Create ``directory`` (0700) and take its exclusive ``flock``; return the lock fd."""
+    try:
+        private_dir(directory)
+        lock_fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    except OSError as exc:
+        raise WalError(f"cannot open WAL directory {directory}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        raise WalLockedError(f"WAL directory {directory} is locked by another process") from None
+    return lock_fd
+
+
+def corrupt_error(directory: Path, damage: Damage) -> WalCorruptError:
+    """The one-line error that stops an open on a corrupt segment."""
+    return WalCorruptError(
+        f"WAL {directory}: {damage.describe()}; see `flk wal check`, then `flk wal salvage`",
+        segment=damage.segment,
+        offset=damage.offset,
+    )
 
 
 class WalLog:
@@ -71,57 +129,69 @@ class WalLog:
         """Size of the active segment at the end of its last durable batch."""
         self._next_lsn = 1
         self._repair_to: int | None = None
-        self._reopen = False
+        self._roll_pending = False
+        self._header = SegmentHeader.new(1)
         self._last_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> Recovery:
-        """Lock the directory, recover the tail and position for appends."""
+        """Lock the directory, cut a torn tail, refuse corruption, position for appends."""
+        self._lock_fd = lock_directory(self.directory)
         try:
-            private_dir(self.directory)
-            lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
-        except OSError as exc:
-            raise WalError(f"cannot open WAL directory {self.directory}: {exc.strerror}") from None
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(lock_fd)
-            raise WalLockedError(
-                f"WAL directory {self.directory} is locked by another process"
-            ) from None
-        self._lock_fd = lock_fd
+            return self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    def _recover(self) -> Recovery:
         rec = Recovery()
         segs = self.segments()
+        last = None
         for i, seg in enumerate(segs):
-            data = seg.read_bytes()
-            payloads, good = scan(data)
-            first = int(seg.name[: -len(SUFFIX)])
-            if good != len(data):
-                if i != len(segs) - 1:
-                    raise WalCorruptError(
-                        f"corrupt record in sealed WAL segment {seg.name} at byte {good}"
-                    )
-                with open(seg, "r+b") as fh:
-                    fh.truncate(good)
-                    os.fsync(fh.fileno())
-                rec.truncated_bytes = len(data) - good
-                rec.truncated_segment = seg.name
-            rec.records += len(payloads)
-            rec.next_lsn = first + len(payloads)
+            nxt = segment_first_lsn(segs[i + 1]) if i + 1 < len(segs) else None
+            last = inspect_segment(seg, seg.read_bytes(), sealed=nxt is not None, next_first=nxt)
+            if last.damage is not None and last.damage.kind == "corrupt":
+                raise corrupt_error(self.directory, last.damage)
+            if last.damage is not None:  # torn tail of the last segment
+                self._cut_torn_tail(seg, last.damage, last.size, rec)
+            rec.records += len(last.records)
+            rec.legacy_segments += last.legacy
+            rec.next_lsn = last.next_lsn
         self._next_lsn = rec.next_lsn
-        if segs:
-            last = segs[-1]
-            self._seg_first = int(last.name[: -len(SUFFIX)])
-            self._open_segment(last)
+        if last is None:
+            self._new_segment()
+        elif last.header is not None:
+            self._header = last.header
+            self._seg_first = last.first_lsn
+            self._open_segment(last.path)
         else:
-            self._seg_first = self._next_lsn
-            self._open_segment(self.active_segment)
-            if self.fsync:
-                fsync_dir(self.directory)
+            # Legacy with records: never appended to (a new segment follows). Empty, or its
+            # header was torn: written anew under the same name.
+            self._seg_first = last.first_lsn
+            self._new_segment()
         return rec
+
+    def _cut_torn_tail(self, seg: Path, damage: Damage, size: int, rec: Recovery) -> None:
+        with open(seg, "r+b") as fh:
+            fh.truncate(damage.offset)
+            os.fsync(fh.fileno())
+        rec.truncated_bytes = size - damage.offset
+        rec.truncated_segment = seg.name
+        rec.truncated_offset = damage.offset
+        log.warning(
+            "WAL torn tail cut on open",
+            extra={
+                "path": str(self.directory),
+                "segment": seg.name,
+                "offset": damage.offset,
+                "truncated_bytes": rec.truncated_bytes,
+            },
+        )
 
     def close(self) -> None:
         """Close the active segment and release the directory lock."""
+        with contextlib.suppress(WalError):
+            self.repair()  # else the next open finds the failed batch as a torn tail
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -139,9 +209,7 @@ class WalLog:
     # -- segments --------------------------------------------------------------------------
     def segments(self) -> list[Path]:
         """Segment files in lsn order."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX))
+        return segment_files(self.directory)
 
     @property
     def active_segment(self) -> Path:
@@ -154,24 +222,47 @@ class WalLog:
         return self._next_lsn
 
     def _open_segment(self, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
         self._seg_size = self._good_size = os.fstat(fd).st_size
 
     def _new_segment(self) -> None:
-        """Seal the active segment and start the next one at ``next_lsn``."""
+        """Seal the active segment and start the next one at ``next_lsn`` (header durable).
+
+        Until this succeeds nothing is appended anywhere (``_roll_pending``): a half-created
+        next segment must never follow records written after it.
+        """
         first = self._next_lsn
+        self._roll_pending = True
+        name = f"{first:016d}{SUFFIX}"
+        path = self.directory / name
+        # The active segment itself is only ever re-created while it holds no record.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        flags |= os.O_TRUNC if first == self._seg_first else os.O_EXCL
+        header = SegmentHeader.new(first)
+        fd = -1
         try:
-            self._open_segment(self.directory / f"{first:016d}{SUFFIX}")
+            fd = os.open(path, flags, PRIVATE_FILE_MODE)
+            os.write(fd, header.encode())  # 32 bytes: never short on a regular file
             if self.fsync:
+                os.fdatasync(fd)
                 fsync_dir(self.directory)
         except OSError as exc:
-            raise WalError(
-                f"cannot start WAL segment {first:016d}{SUFFIX}: {exc.strerror}"
-            ) from None
+            if fd >= 0:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self._last_error = f"starting segment {name} failed: {exc.strerror}"
+            raise WalError(f"cannot start WAL segment {name}: {exc.strerror}") from None
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._header = header
         self._seg_first = first
+        self._seg_size = self._good_size = SEGMENT_HEADER.size
+        self._roll_pending = False
 
     # -- append / read ---------------------------------------------------------------------
     @property
@@ -199,9 +290,9 @@ class WalLog:
             return []
         if self._repair_to is not None:
             self.repair()
-        if self._seg_size >= self.max_segment_bytes:
+        if self._roll_pending or self._seg_size >= self.max_segment_bytes:
             self._new_segment()
-        buf = frame_many(payloads)
+        buf = frame_records(self._header, self._next_lsn, payloads)
         fd = self._fd
         assert fd is not None
         stage = "write"
@@ -240,7 +331,8 @@ class WalLog:
         self.stats.failures += 1
         self._last_error = f"{stage} failed: {exc.strerror or exc}"
         self._repair_to = self._good_size
-        self._reopen = stage != "write"
+        # After a failed fsync the page cache state is unknown: go on in a new segment.
+        self._roll_pending = self._roll_pending or stage != "write"
         with contextlib.suppress(WalError):
             self.repair()
 
@@ -264,23 +356,13 @@ class WalLog:
             raise WalError(f"WAL repair failed: {exc.strerror}") from None
         self._seg_size = size
         self._repair_to = None
-        if self._reopen:
-            self._reopen = False
-            if size == 0:
-                try:
-                    self._open_segment(self.active_segment)
-                except OSError as exc:
-                    raise WalError(f"cannot reopen WAL segment: {exc.strerror}") from None
-            else:
-                self._new_segment()
+        if self._roll_pending:
+            self._new_segment()
 
     def iter_records(self) -> Iterator[tuple[int, bytes]]:
         """Every record (lsn, payload) in order, across all segments."""
         for seg in self.segments():
-            first = int(seg.name[: -len(SUFFIX)])
-            payloads, _ = scan(seg.read_bytes())
-            for i, payload in enumerate(payloads):
-                yield first + i, payload
+            yield from read_records(seg.read_bytes(), segment_first_lsn(seg)).records
 
     def segment_ranges(self) -> list[tuple[Path, int, int]]:
         """(path, first_lsn, end_lsn_exclusive) of each segment; the active one last."""
