@@ -20,12 +20,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 from fractal_lba.adversarial.vrf import VrfError
 from fractal_lba.adversarial.vrf_keys import parse_public_key
 from fractal_lba.contract import KeyFormatError, Secret, VerificationKey
 from fractal_lba.errors import ConfigError
+from fractal_lba.privacy.policy import PII_MODES, PiiMode, check_regions
 
 SignAlg = Literal["hmac", "ed25519", "none"]
 Backend = Literal["sqlite", "memory", "redis", "postgres"]
@@ -36,7 +37,6 @@ SIGN_ALGS: tuple[str, ...] = ("hmac", "ed25519", "none")
 LIMITER_BACKENDS: tuple[str, ...] = ("memory", "redis")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 VRF_MODES: tuple[str, ...] = ("enforce", "report_only")
-PII_MODES: tuple[str, ...] = ("off", "detect", "block", "redact")
 LOCAL_HMAC_KEY_FILE = "hmac.key"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -103,8 +103,15 @@ class Settings:
     """``enforce`` (401) or ``report_only``: the default of tenants that set no ``vrf.mode``."""
     vrf_public_key: bytes | None = None
     """Single-tenant VRF public key (VRF_PUBLIC_KEY); ``None`` = the local ``vrf.key``."""
-    # Accepted and validated for later issues; enabling them is refused until implemented.
-    pii_scan_mode: str = "off"
+    pii_scan_mode: PiiMode = "off"
+    """Default PII gate mode for tenants without a ``pii`` table (SPEC section 8)."""
+    pii_report_only: bool = False
+    pii_phone_regions: tuple[str, ...] = ("US",)
+    pii_wal_retention: float = 3600.0
+    """Block/redact: a raw body with PII leaves the inbox WAL this long after its outcome."""
+    pii_hash_key: Secret | None = None
+    """Key of the keyed-hash tokens (``None``: ``DATA_DIR/keys/pii_hash.key``)."""
+    # Accepted and validated for a later issue; enabling it is refused until implemented.
     policy_registry: Path | None = None
 
     @property
@@ -181,7 +188,11 @@ class Settings:
             vrf_enabled=p.boolean("VRF_ENABLED", False),
             vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
             vrf_public_key=p.vrf_public_key(),
-            pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),
+            pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),  # type: ignore[arg-type]
+            pii_report_only=p.boolean("PII_REPORT_ONLY", False),
+            pii_phone_regions=p.phone_regions("PII_PHONE_REGIONS"),
+            pii_wal_retention=p.duration("PII_WAL_RETENTION", 3600.0),
+            pii_hash_key=p.secret_or_file("PII_HASH_KEY"),
             policy_registry=p.path("POLICY_REGISTRY"),
         )
         check_tenancy(settings)
@@ -238,11 +249,9 @@ def check_vrf(s: Settings) -> None:
 def refuse_unimplemented(s: Settings) -> None:
     """Fail closed on features this version accepts by name but does not implement yet.
 
-    An operator who turns on VRF enforcement or PII blocking must not get a server that
-    silently ignores it.
+    An operator who turns on a feature must not get a server that silently ignores it.
     """
     wanted = [
-        ("PII_SCAN_MODE", s.pii_scan_mode != "off"),
         ("POLICY_REGISTRY", s.policy_registry is not None),
     ]
     for name, on in wanted:
@@ -268,6 +277,34 @@ class _Parser:
     def secret(self, name: str) -> Secret | None:
         value = self.raw(name)
         return None if value is None else Secret(value.encode("utf-8"))
+
+    def secret_or_file(self, name: str) -> Secret | None:
+        """``NAME`` or ``NAME_FILE`` (a file holding it, e.g. a mounted secret); not both."""
+        value = self.raw(name)
+        file_name = f"{name}_FILE"
+        path = self.raw(file_name)
+        if value is not None and path is not None:
+            raise ConfigError(f"set {name} or {file_name}, not both")
+        if path is None:
+            return None if value is None else Secret(value.encode("utf-8"))
+        try:
+            data = Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{file_name}: cannot read ({exc.strerror})") from None
+        if not data:
+            raise ConfigError(f"{file_name}: the file is empty")
+        return Secret(data)
+
+    def phone_regions(self, name: str) -> tuple[str, ...]:
+        """Comma list of region codes libphonenumber knows (``US,GB,DE``)."""
+        value = self.raw(name)
+        if value is None:
+            return ("US",)
+
+        def fail(_field: str, problem: str) -> NoReturn:
+            raise ConfigError(f"{name}: {problem}")
+
+        return check_regions(value, fail, name)
 
     def path(self, name: str) -> Path | None:
         value = self.raw(name)

@@ -61,7 +61,9 @@ def test_defaults_are_the_embedded_service() -> None:
         ({"MULTI_TENANT": "true"}, "MULTI_TENANT"),
         ({"VRF_PUBLIC_KEY": "c2hvcnQ="}, "VRF_PUBLIC_KEY"),
         ({"VRF_PUBLIC_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}, "VRF_PUBLIC_KEY"),
-        ({"PII_SCAN_MODE": "block"}, "PII_SCAN_MODE"),
+        ({"PII_PHONE_REGIONS": "US,XX"}, "PII_PHONE_REGIONS"),
+        ({"PII_WAL_RETENTION": "soon"}, "PII_WAL_RETENTION"),
+        ({"PII_HASH_KEY": "k", "PII_HASH_KEY_FILE": "/nonexistent"}, "PII_HASH_KEY"),
     ],
 )
 def test_bad_config_names_the_variable(env: dict[str, str], variable: str) -> None:

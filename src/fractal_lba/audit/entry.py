@@ -40,6 +40,10 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     policy_version: str | None = None
     region_id: str
     request_id: str
+    shard_id: str | None = None
+    """As the privacy gate lets it be stored: found PII replaced by keyed tokens."""
+    pii: str | None = None
+    """Privacy gate note: compact JSON ``[[type, field], ...]`` of its findings, no values."""
     prev_hash: str = ""
     entry_hash: str = ""
 

@@ -51,6 +51,8 @@ class PiiVerdict:
     action: PiiMode
     would_have: PiiMode | None
     shard_id: str
+    pcs_id: str
+    """The PCS's id (a hash, no PII): a blocked request's audit entry is found by it."""
 
     @property
     def scrub_wal(self) -> bool:
@@ -93,4 +95,4 @@ class PiiGate:
             tid = self.tenant_id
             shard = redact_text(shard, scan.shard_id, lambda t, v: self.hasher.token(tid, t, v))
         would = s.mode if s.report_only and s.mode in ("block", "redact") else None
-        return PiiVerdict(scan.findings, s.action, would, shard)
+        return PiiVerdict(scan.findings, s.action, would, shard, pcs.pcs_id)

@@ -49,6 +49,9 @@ from fractal_lba.audit import AuditEntry, AuditError, AuditLog, lineage_all
 from fractal_lba.config import Settings, failpoints_from_env
 from fractal_lba.errors import ConfigError, FlkError
 from fractal_lba.policy import Policy, default_policy
+from fractal_lba.privacy.gate import PiiGate
+from fractal_lba.privacy.keys import KeyedHasher, load_or_create_key, local_key_path
+from fractal_lba.privacy.policy import PiiSettings
 from fractal_lba.server.inbox import Admit, Inbox, adopt_orphans, compact
 from fractal_lba.server.logs import LOGGER_NAME
 from fractal_lba.server.metrics import Metrics
@@ -65,6 +68,7 @@ from fractal_lba.tenancy import (
     LimiterUnavailable,
     MissingTenant,
     RateLimiter,
+    Tenant,
     TenantResolver,
     UnknownTenant,
     build_resolver,
@@ -203,6 +207,12 @@ class VerifierApp:
         self._bench_null = bench_null
         self._wal_fsyncs_seen = 0
         self._audit_fsyncs_seen = 0
+        self._pii_hasher = KeyedHasher()
+        self._pii_default = PiiSettings(
+            mode=settings.pii_scan_mode,
+            report_only=settings.pii_report_only,
+            phone_regions=settings.pii_phone_regions,
+        )
         self._table = self._build_table(resolver)
         self._reload_resolver = reload_resolver
         self._supervisor_pid = supervisor_pid
@@ -253,10 +263,29 @@ class VerifierApp:
     def _build_table(self, resolver: TenantResolver) -> _TenantTable:
         global_limit = self.limiter.global_limited
         contexts = {
-            t.id: TenantContext.build(t, self.metrics, global_limit=global_limit)
+            t.id: TenantContext.build(
+                t, self.metrics, global_limit=global_limit, pii=self._pii_gate(t)
+            )
             for t in resolver.tenants()
         }
         return _TenantTable(resolver, contexts)
+
+    def _pii_gate(self, tenant: Tenant) -> PiiGate | None:
+        """The tenant's PII gate: its own ``pii`` table, else the PII_SCAN_MODE default."""
+        pii = tenant.pii if tenant.pii is not None else self._pii_default
+        return PiiGate.build(tenant.id, pii, self._pii_hasher)
+
+    def _load_pii_key(self, table: _TenantTable) -> None:
+        """Load the keyed-hash key once some tenant scans (PII_HASH_KEY, else the local key
+        file, created on first use; see :mod:`fractal_lba.privacy.keys`)."""
+        if self._pii_hasher.ready or all(c.pii is None for c in table.contexts.values()):
+            return
+        key = self.settings.pii_hash_key
+        self._pii_hasher.set_key(
+            key.reveal() if key is not None else load_or_create_key(
+                local_key_path(self.settings.data_dir)
+            )
+        )  # fmt: skip
 
     async def reload_tenants(self) -> int:
         """Rebuild the tenants from the configuration and swap them in; return their count.
@@ -271,6 +300,7 @@ class VerifierApp:
             try:
                 resolver = await asyncio.to_thread(self._reload_resolver)
                 table = self._build_table(resolver)
+                await asyncio.to_thread(self._load_pii_key, table)
             except ConfigError as exc:
                 self.metrics.tenant_reloads.labels(result="error").inc()
                 log.error("tenant reload failed, keeping the previous configuration: %s", exc)
@@ -304,6 +334,7 @@ class VerifierApp:
     # -- lifecycle -------------------------------------------------------------------------
     async def startup(self) -> None:
         """Open store, audit and inbox; replay pending admits; start background work."""
+        await asyncio.to_thread(self._load_pii_key, self._table)
         await self.store.open()
         try:
             await self.limiter.open()

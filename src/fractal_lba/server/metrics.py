@@ -122,6 +122,20 @@ class Metrics:
             "flk_vrf_verified", "PCS whose VRF proof, output and seed verified.",
             registry=registry,
         )  # fmt: skip
+        self.pii_detections = Counter(
+            "flk_pii_detections", "PII findings by type and by the mode that acted on them.",
+            ["type", "mode"], registry=registry,
+        )  # fmt: skip
+        self.pii_would_have = Counter(
+            "flk_pii_would_have",
+            "Report-only PII findings by type and by the mode that would have acted.",
+            ["type", "mode"], registry=registry,
+        )  # fmt: skip
+        self.pii_wal_scrubbed = Counter(
+            "flk_pii_wal_scrubbed",
+            "Inbox WAL records whose PII-bearing raw body was removed early.",
+            registry=registry,
+        )  # fmt: skip
         self.wal_compacted = Counter(
             "flk_wal_segments_compacted", "Inbox WAL segments removed by compaction.",
             registry=registry,

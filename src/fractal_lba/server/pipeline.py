@@ -3,7 +3,8 @@
 The order is a contract and reads top to bottom in :meth:`Pipeline.process`:
 
 3. parse + validate (and ``X-PCS-Schema-Version`` == body version)        -> 400
-4. PII gate (slot; passes until the privacy issue lands)                   -> 400
+4. PII gate (:mod:`fractal_lba.privacy.gate`): block -> 400 ``pii_detected``; never changes
+   the PCS that is verified, only what is written about it
 5. signature with the tenant's active keys, at the request's receive time -> 401
 6. VRF gate (:mod:`fractal_lba.adversarial.vrf_gate`) -> 401 ``vrf_invalid`` (enforce), or
    counted and noted in the audit reason (report_only); never a signature error
@@ -42,6 +43,7 @@ from fractal_lba.contract import (
     decode_pcs,
     decode_signature,
 )
+from fractal_lba.privacy.gate import PiiGate, PiiVerdict
 from fractal_lba.server.inbox import Admit
 from fractal_lba.server.logs import LOGGER_NAME
 from fractal_lba.server.metrics import Metrics, TenantCounters
@@ -84,6 +86,9 @@ class Reply:
     final: bool = True
     reason: str | None = None
     pcs_id: str | None = None
+    scrub: bool = False
+    """The raw body held PII under block/redact: it must leave the inbox WAL within
+    ``PII_WAL_RETENTION`` of this outcome."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +102,17 @@ class TenantContext:
     dedup_ttl: float
     limited: bool
     vrf: VrfGate | None = None
+    pii: PiiGate | None = None
+    """The tenant's prepared PII gate (None: scanning is off for it)."""
 
     @classmethod
     def build(
-        cls, tenant: Tenant, metrics: Metrics, *, global_limit: bool = False
+        cls,
+        tenant: Tenant,
+        metrics: Metrics,
+        *,
+        global_limit: bool = False,
+        pii: PiiGate | None = None,
     ) -> TenantContext:
         """Prepare ``tenant`` for the hot path (``global_limit``: a global rate applies)."""
         policy = tenant.policy
@@ -116,15 +128,8 @@ class TenantContext:
                 if tenant.vrf is None
                 else VrfGate.for_tenant(tenant.id, tenant.vrf.public_key, tenant.vrf.mode)
             ),
+            pii=pii,
         )
-
-
-def pii_gate(pcs: PCS, tenant: Tenant) -> PCS:
-    """Step 4 slot: the PII scanner (SPEC section 8) plugs in here; for now it passes.
-
-    Will raise ``ValidationError`` (block mode, -> 400) or return a redacted copy.
-    """
-    return pcs
 
 
 def _iso(ts: float) -> str:
@@ -171,11 +176,17 @@ class Pipeline:
                     code="schema_version_mismatch",
                 )
             sig = decode_signature(pcs.sig) if keyring is not None else b""
-            # 4. PII gate
-            pcs = pii_gate(pcs, tenant)
         except ValidationError as exc:
             body = error_body(exc.code, exc.field, exc.detail)
             return await self._rejected(adm, ctx, None, 400, body, exc.code)
+        # 4. PII gate: the verdict shapes only what is written; ``pcs`` stays as received
+        pii = ctx.pii.check(pcs) if ctx.pii is not None else None
+        if pii is not None:
+            self._count_pii(pii)
+            if pii.action == "block":
+                err = pii.error()
+                body = error_body(err.code, err.field, err.detail)
+                return await self._rejected(adm, ctx, None, 400, body, err.code, pii=pii)
         # 5. signature
         payload = pcs.signed_payload()
         if keyring is None:
@@ -191,7 +202,7 @@ class Pipeline:
                 ctx.counters.signature_errors.inc()
                 self.metrics.signature_errors.inc()
                 body = error_body(exc.code, "sig", "signature does not verify with any active key")
-                return await self._rejected(adm, ctx, pcs, 401, body, exc.code)
+                return await self._rejected(adm, ctx, pcs, 401, body, exc.code, pii=pii)
             if verified.legacy_digest:
                 self.metrics.legacy_digest.inc()
         # 6. VRF gate: its own error and metric, never a signature error
@@ -205,7 +216,9 @@ class Pipeline:
                 ctx.counters.vrf_invalid.inc()
                 if ctx.vrf.enforce:
                     body = error_body("vrf_invalid", failure.field, failure.detail)
-                    return await self._rejected(adm, ctx, pcs, 401, body, failure.audit_reason)
+                    return await self._rejected(
+                        adm, ctx, pcs, 401, body, failure.audit_reason, pii=pii
+                    )
                 note = failure.audit_reason
         payload_hash = hashlib.sha256(payload).hexdigest()
         tid = tenant.id
@@ -215,7 +228,7 @@ class Pipeline:
         except StoreError:
             return self.unavailable("get")
         if hit is not None:
-            return await self._stored(adm, ctx, pcs, hit, payload_hash, note)
+            return await self._stored(adm, ctx, pcs, hit, payload_hash, note, pii)
         # 8. verification
         result: VerifyResult | None = None
         try:
@@ -233,17 +246,19 @@ class Pipeline:
         except StoreError:
             return self.unavailable("put")
         if winner.request_id != adm.request_id:
-            return await self._stored(adm, ctx, pcs, winner, payload_hash)
+            return await self._stored(adm, ctx, pcs, winner, payload_hash, None, pii)
         # 10. audit, metrics, response
         if result is None:
-            return await self._rejected(adm, ctx, pcs, 400, body, reason, stored=True, note=note)
+            return await self._rejected(
+                adm, ctx, pcs, 400, body, reason, stored=True, note=note, pii=pii
+            )
         if not await self._audit(
             adm, ctx, pcs, "accepted" if status == 200 else "escalated", status,
-            _noted(reason, note),
+            _noted(reason, note), pii,
         ):  # fmt: skip
             return self.unavailable("audit")
         self._count_result(ctx, result)
-        return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id)
+        return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(pii))
 
     def unavailable(self, op: str) -> Reply:
         """Non-final 503 with ``Retry-After`` (fail closed; the WAL keeps the request)."""
@@ -274,6 +289,7 @@ class Pipeline:
         stored: StoredOutcome,
         payload_hash: str,
         note: str | None = None,
+        pii: PiiVerdict | None = None,
     ) -> Reply:
         """A stored outcome exists: conflict (422), our own (replay), or a duplicate."""
         if stored.payload_hash != payload_hash:
@@ -284,23 +300,32 @@ class Pipeline:
                 "pcs_id",
                 "this pcs_id was already submitted with a different signed payload",
             )
-            if not await self._audit(adm, ctx, pcs, "conflict", 422, "idempotency_conflict"):
+            if not await self._audit(adm, ctx, pcs, "conflict", 422, "idempotency_conflict", pii):
                 return self.unavailable("audit")
-            return Reply(422, body, reason="idempotency_conflict", pcs_id=pcs.pcs_id)
+            return Reply(
+                422, body, reason="idempotency_conflict", pcs_id=pcs.pcs_id, scrub=_scrub(pii)
+            )
         if stored.request_id == adm.request_id:
             # Replay of a request whose outcome was stored before a crash or an outage: audit
             # the outcome itself (re-deciding is pure, so the audit fields are the same).
-            return await self._own_stored(adm, ctx, pcs, stored, note)
+            return await self._own_stored(adm, ctx, pcs, stored, note, pii)
         ctx.counters.dedup_hits.inc()
         self.metrics.dedup_hits.inc()
-        if not await self._audit(adm, ctx, pcs, "duplicate", stored.status, None):
+        if not await self._audit(adm, ctx, pcs, "duplicate", stored.status, None, pii):
             return self.unavailable("audit")
         return Reply(
-            stored.status, stored.body, REPLAYED_HEADERS, reason="duplicate", pcs_id=pcs.pcs_id
-        )
+            stored.status, stored.body, REPLAYED_HEADERS, reason="duplicate", pcs_id=pcs.pcs_id,
+            scrub=_scrub(pii),
+        )  # fmt: skip
 
     async def _own_stored(
-        self, adm: Admit, ctx: TenantContext, pcs: PCS, stored: StoredOutcome, note: str | None
+        self,
+        adm: Admit,
+        ctx: TenantContext,
+        pcs: PCS,
+        stored: StoredOutcome,
+        note: str | None,
+        pii: PiiVerdict | None,
     ) -> Reply:
         reason: str | None
         try:
@@ -318,9 +343,11 @@ class Pipeline:
             if stored.status == 202
             else "rejected"
         )
-        if not await self._audit(adm, ctx, pcs, outcome, stored.status, _noted(reason, note)):
+        if not await self._audit(adm, ctx, pcs, outcome, stored.status, _noted(reason, note), pii):
             return self.unavailable("audit")
-        return Reply(stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id)
+        return Reply(
+            stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(pii)
+        )
 
     async def _rejected(
         self,
@@ -333,12 +360,15 @@ class Pipeline:
         *,
         stored: bool = False,
         note: str | None = None,
+        pii: PiiVerdict | None = None,
     ) -> Reply:
         self.metrics.rejected.labels(reason=_reason_label(reason)).inc()
         ctx.counters.rejected.inc()
-        if not await self._audit(adm, ctx, pcs, "rejected", status, _noted(reason, note)):
+        if not await self._audit(adm, ctx, pcs, "rejected", status, _noted(reason, note), pii):
             return self.unavailable("audit")
-        return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None)
+        return Reply(
+            status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None, scrub=_scrub(pii)
+        )
 
     async def _audit(
         self,
@@ -348,12 +378,20 @@ class Pipeline:
         outcome: AuditOutcome,
         status: int,
         reason: str | None,
+        pii: PiiVerdict | None = None,
     ) -> bool:
-        """Durably append the audit entry; False when the audit log failed."""
+        """Durably append the audit entry; False when the audit log failed.
+
+        With a PII verdict the entry carries the gate's copy of ``shard_id`` (keyed tokens in
+        place of found values) and its ``pii`` note; a found value never enters an entry.
+        """
         policy = ctx.tenant.policy
+        shard_id = None
+        if pcs is not None and status != 401:  # a forger's claims never enter the lineage
+            shard_id = pcs.shard_id if pii is None else pii.shard_id
         entry = AuditEntry(
             timestamp=_iso(self.clock()),
-            pcs_id=pcs.pcs_id if pcs else None,
+            pcs_id=pcs.pcs_id if pcs else pii.pcs_id if pii else None,
             tenant_id=ctx.tenant.id,
             merkle_root=pcs.merkle_root if pcs else None,
             D_hat=pcs.D_hat if pcs else None,
@@ -368,6 +406,8 @@ class Pipeline:
             policy_version=policy.version,
             region_id=self.settings.region_id,
             request_id=adm.request_id,
+            shard_id=shard_id,
+            pii=None if pii is None else pii.note(),
         )
         try:
             await self.audit.append(entry)
@@ -375,6 +415,15 @@ class Pipeline:
             log.error("audit append failed", extra={"request_id": adm.request_id}, exc_info=True)
             return False
         return True
+
+    def _count_pii(self, pii: PiiVerdict) -> None:
+        """``flk_pii_detections_total{type,mode}`` and, in report-only rollout,
+        ``flk_pii_would_have_total{type,mode}`` (labels from configuration only)."""
+        m = self.metrics
+        for f in pii.findings:
+            m.pii_detections.labels(type=f.type, mode=pii.action).inc()
+            if pii.would_have is not None:
+                m.pii_would_have.labels(type=f.type, mode=pii.would_have).inc()
 
     def _count_result(self, ctx: TenantContext, result: VerifyResult) -> None:
         m = self.metrics
@@ -394,7 +443,7 @@ _REASON_LABELS = frozenset(
     {
         "malformed_json", "invalid_number", "invalid_field", "missing_field", "unknown_field",
         "unknown_schema", "unsupported_version", "pcs_id_mismatch", "invalid_pcs",
-        "schema_version_mismatch", "signature_invalid", "duplicate_key",
+        "schema_version_mismatch", "signature_invalid", "duplicate_key", "pii_detected",
     }
 )  # fmt: skip
 
@@ -406,6 +455,10 @@ def _reason_label(reason: str | None) -> str:
     if reason in _REASON_LABELS or reason.startswith(("sanity:", "vrf_invalid:")):
         return reason
     return "other"
+
+
+def _scrub(pii: PiiVerdict | None) -> bool:
+    return pii is not None and pii.scrub_wal
 
 
 def _noted(reason: str | None, note: str | None) -> str | None:

@@ -7,11 +7,12 @@ from typing import Literal
 
 from fractal_lba.contract import KeyRing
 from fractal_lba.policy import Policy
+from fractal_lba.privacy.policy import PiiMode, PiiSettings
 
 DEFAULT_TENANT = "default"
 
 VrfMode = Literal["enforce", "report_only"]
-PiiMode = Literal["detect", "block", "redact"]
+__all__ = ["DEFAULT_TENANT", "PiiMode", "PiiSettings", "Tenant", "VrfMode", "VrfSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +24,6 @@ class VrfSettings:
 
     def __repr__(self) -> str:
         return f"VrfSettings(mode={self.mode!r}, public_key=<32 bytes>)"
-
-
-@dataclass(frozen=True, slots=True)
-class PiiSettings:
-    """A tenant's PII gate: ``detect`` | ``block`` | ``redact``; ``report_only`` for rollout."""
-
-    mode: PiiMode = "detect"
-    report_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

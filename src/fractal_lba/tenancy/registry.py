@@ -29,14 +29,6 @@ from fractal_lba.tenancy.tenants_file import (
 
 log = logging.getLogger("fractal_lba.tenancy")
 
-UNSUPPORTED_TENANT_FEATURES: tuple[str, ...] = ("pii",)
-"""Per-tenant settings that are parsed and validated but not enforced by this version yet.
-
-A tenant that asks for them stops startup (fail closed, like ``VRF_ENABLED``): a server that
-silently ignored VRF enforcement or PII blocking would be worse than one that refuses. The
-VRF and privacy work removes its entry when the gate lands in the pipeline.
-"""
-
 
 class TenantRegistry:
     """Multi-tenant resolver: an immutable id -> :class:`Tenant` map."""
@@ -71,6 +63,7 @@ def defaults_from(settings: Settings) -> TenantDefaults:
         daily_quota=settings.daily_quota,
         accept_legacy_digest=settings.hmac_accept_legacy_digest,
         vrf_mode=settings.vrf_mode,
+        pii_phone_regions=settings.pii_phone_regions,
     )
 
 
@@ -97,12 +90,6 @@ def load_tenants(settings: Settings, policy: Policy) -> list[Tenant]:
             raise ConfigError(
                 f"tenant {t.id!r}: vrf: VRF_ENABLED=true requires vrf.public_key for every tenant"
             )
-        for feature in UNSUPPORTED_TENANT_FEATURES:
-            if getattr(t, feature) is not None:
-                raise ConfigError(
-                    f"tenant {t.id!r}: {feature}: valid, but not enforced by this version of "
-                    "the verifier yet (remove it until the feature ships)"
-                )
     return tenants
 
 

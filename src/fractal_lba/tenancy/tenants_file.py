@@ -5,8 +5,9 @@ entry has ``id``, one or more ``keys`` (``id``, ``alg`` hmac|ed25519, ``key``, o
 ``not_before``/``not_after`` RFC 3339 date-times for rotation overlap), optional
 ``token_rate``, ``burst``, ``daily_quota``, ``policy_version`` (semver), ``vrf``
 (``public_key`` base64 of 32 bytes, ``mode`` enforce|report_only) and ``pii`` (``mode``
-detect|block|redact, ``report_only``). Unknown fields are errors, so a typo never silently
-loosens a limit.
+off|detect|block|redact, ``report_only``, ``types``, ``phone_regions``, ``min_confidence``,
+``custom_patterns``: :func:`fractal_lba.privacy.policy.parse_policy`). Unknown fields are
+errors, so a typo never silently loosens a limit.
 
 Parsing is pure (documents in, :class:`~fractal_lba.tenancy.model.Tenant` out). Every problem
 is one :class:`~fractal_lba.errors.ConfigError` line naming the source, the tenant and the
@@ -32,7 +33,8 @@ from fractal_lba.adversarial.vrf import VrfError, VrfPublicKey
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
-from fractal_lba.tenancy.model import PiiSettings, Tenant, VrfSettings
+from fractal_lba.privacy.policy import PiiSettings, parse_policy
+from fractal_lba.tenancy.model import Tenant, VrfSettings
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Tenant ids become header values, metric labels and store keys: keep them plain."""
@@ -47,7 +49,6 @@ TENANT_FIELDS = frozenset(
 )
 KEY_FIELDS = frozenset({"id", "alg", "key", "not_before", "not_after"})
 VRF_FIELDS = frozenset({"public_key", "mode"})
-PII_FIELDS = frozenset({"mode", "report_only"})
 TOP_FIELDS = frozenset({"tenants"})
 
 
@@ -59,6 +60,7 @@ class TenantDefaults:
     burst: float = 0.0
     daily_quota: int = 0
     accept_legacy_digest: bool = False
+    pii_phone_regions: tuple[str, ...] = ("US",)
     vrf_mode: str = "enforce"
     """VRF_MODE: the mode of a tenant whose ``vrf`` table sets none."""
 
@@ -190,15 +192,8 @@ def _vrf(w: _Where, obj: object, default_mode: str) -> VrfSettings:
     return VrfSettings(raw, mode)  # type: ignore[arg-type]
 
 
-def _pii(w: _Where, obj: object) -> PiiSettings:
-    if not isinstance(obj, Mapping):
-        w.fail("pii", "must be a table/mapping with mode and report_only")
-    _check_fields(w, "pii.", obj, PII_FIELDS)
-    mode = _choice(w, "pii.mode", obj.get("mode", "detect"), ("detect", "block", "redact"))
-    report_only = obj.get("report_only", False)
-    if not isinstance(report_only, bool):
-        w.fail("pii.report_only", "must be true or false")
-    return PiiSettings(mode, report_only)  # type: ignore[arg-type]
+def _pii(w: _Where, obj: object, defaults: TenantDefaults) -> PiiSettings:
+    return parse_policy(obj, w.fail, default_regions=defaults.pii_phone_regions)
 
 
 def _limits(
@@ -255,7 +250,7 @@ def parse_tenant(
         burst=burst,
         daily_quota=quota,
         vrf=_vrf(w, obj["vrf"], defaults.vrf_mode) if "vrf" in obj else None,
-        pii=_pii(w, obj["pii"]) if "pii" in obj else None,
+        pii=_pii(w, obj["pii"], defaults) if "pii" in obj else None,
         policy_version=pinned,
     )
 
