@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.entry import AuditEntry
 from fractal_lba.audit.index import lineage
-from fractal_lba.audit.verify import verify_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.writer import WormWriter
 
 

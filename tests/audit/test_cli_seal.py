@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.anchors import read_ledger
-from fractal_lba.audit.verify import verify_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key
 from fractal_lba.cli import main
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.anchors import read_ledger
 from fractal_lba.audit.errors import AuditVerifyError
-from fractal_lba.audit.verify import verify_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key
 from fractal_lba.cli import main
 from fractal_lba.contract.keys import public_b64

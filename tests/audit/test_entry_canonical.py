@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from fractal_lba.audit.entry import (
     AuditEntry,
-    canonical_bytes,
     chain_entry,
     compute_entry_hash,
     entry_to_dict,
 )
+from fractal_lba.canonical_json import canonical_json
 
 _text = st.text(max_size=40)  # any unicode, control characters and quotes included
 _num = st.none() | st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**70), 2**70)
@@ -46,7 +46,7 @@ def _reference(entry: AuditEntry, prev_hash: str) -> tuple[str, bytes]:
     d = entry_to_dict(entry)
     d["prev_hash"] = prev_hash
     d["entry_hash"] = h = compute_entry_hash(d)
-    return h, canonical_bytes(d) + b"\n"
+    return h, canonical_json(d) + b"\n"
 
 
 @settings(max_examples=400)

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fractal_lba.audit.anchors import read_ledger
 from fractal_lba.audit.errors import AuditError
 from fractal_lba.audit.index import INDEX_NAME, audit_chains, lineage, lineage_all, reindex
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.prune import prune
-from fractal_lba.audit.verify import verify_log
 from fractal_lba.audit.worm import WormLog
 from fractal_lba.cli import main
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.checkpoint import parse_checkpoint
 from fractal_lba.audit.errors import AuditVerifyError
-from fractal_lba.audit.verify import verify_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog
 from fractal_lba.cli import main
 from fractal_lba.contract.keys import public_b64

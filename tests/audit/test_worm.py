@@ -19,7 +19,7 @@ from fractal_lba.audit import AuditLog
 from fractal_lba.audit.anchors import read_ledger
 from fractal_lba.audit.entry import GENESIS_PREV_HASH, AuditEntry
 from fractal_lba.audit.errors import AuditError, AuditLockedError
-from fractal_lba.audit.verify import verify_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key, open_worm_from_settings
 
 

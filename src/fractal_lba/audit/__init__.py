@@ -21,9 +21,9 @@ from fractal_lba.audit.errors import (
     CheckpointError,
 )
 from fractal_lba.audit.index import audit_chains, lineage, lineage_all, reindex
+from fractal_lba.audit.integrity import VerifyReport, verify_log
 from fractal_lba.audit.proof import build_proofs, check_proof
 from fractal_lba.audit.prune import PruneResult, prune
-from fractal_lba.audit.verify import VerifyReport, verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key, open_worm_from_settings
 
 __all__ = [

@@ -28,6 +28,8 @@ import httpx
 
 from fractal_lba.audit.checkpoint import parse_checkpoint
 from fractal_lba.audit.errors import AuditError, CheckpointError
+from fractal_lba.canonical_json import canonical_json
+from fractal_lba.fsutil import atomic_write, fsync_dir
 
 LEDGER_NAME = "anchors.log"
 
@@ -45,19 +47,6 @@ def sink_name(sink: AnchorSink) -> str:
     return str(getattr(sink, "name", type(sink).__name__))
 
 
-def _canon(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a created/renamed/removed entry in it is durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LocalAnchorFile:
     """Append-only JSONL anchors file (fsync'd, ``flock``-serialised across processes)."""
 
@@ -72,7 +61,7 @@ class LocalAnchorFile:
 
     def append_many(self, records: list[Mapping[str, Any]]) -> None:
         """Append records with one write + fsync."""
-        buf = b"".join(_canon(r) for r in records)
+        buf = b"".join(canonical_json(r) + b"\n" for r in records)
         created = not self.path.exists()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -153,14 +142,7 @@ class DirectoryAnchorSink:
                 if target.read_text("utf-8") == note:
                     return
                 raise AuditError(f"anchor file {target} exists with a different checkpoint")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(note)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
+            atomic_write(target, note.encode("utf-8"), mode=0o644)
         except OSError as exc:
             raise AuditError(f"cannot write anchor {target}: {exc.strerror}") from None
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from fractal_lba.canonical_json import canonical_json
+
 Outcome = Literal["accepted", "escalated", "rejected", "duplicate", "conflict"]
 GENESIS_PREV_HASH = "0" * 64
 
@@ -48,11 +50,6 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     entry_hash: str = ""
 
 
-def canonical_bytes(obj: dict[str, Any]) -> bytes:
-    """Sorted, compact JSON (UTF-8) used for hashing."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
 def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
     """All fields of an entry as a plain dict (None values kept: they are hashed too)."""
     return {f: getattr(entry, f) for f in entry.__struct_fields__}
@@ -61,7 +58,7 @@ def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
 def compute_entry_hash(obj: dict[str, Any]) -> str:
     """sha256 hex of the canonical JSON of ``obj`` without its ``entry_hash``."""
     body = {k: v for k, v in obj.items() if k != "entry_hash"}
-    return hashlib.sha256(canonical_bytes(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 _SORTED_FIELDS: tuple[str, ...] = tuple(sorted(AuditEntry.__struct_fields__))
@@ -94,8 +91,9 @@ def _json_value(v: Any) -> str:
 def chain_entry(entry: AuditEntry, prev_hash: str) -> tuple[str, bytes]:
     """``(entry_hash, line)`` of ``entry`` chained after ``prev_hash``.
 
-    The same bytes as :func:`canonical_bytes` of the entry's dict (pinned by tests), without
-    building dicts or sorting keys per entry: this runs once per audited request.
+    The same bytes as :func:`~fractal_lba.canonical_json.canonical_json` of the entry's dict
+    (pinned by a property test), without building dicts or sorting keys per entry: this runs
+    once per audited request.
     """
     parts = [p + _json_value(getattr(entry, name)) for p, name in _PLAN]
     parts[_PREV_INDEX] = _HASHED_PREFIXES[_PREV_INDEX] + encode_basestring_ascii(prev_hash)

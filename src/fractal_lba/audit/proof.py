@@ -36,6 +36,7 @@ from fractal_lba.audit.errors import AuditError, AuditVerifyError, CheckpointErr
 from fractal_lba.audit.index import lineage
 from fractal_lba.audit.segments import check_line, scan_segment
 from fractal_lba.audit.writer import VKEY_NAME
+from fractal_lba.canonical_json import canonical_json
 from fractal_lba.merkle import (
     ProofError,
     inclusion_proof,
@@ -64,7 +65,7 @@ _KEYS = {
 
 def proof_bytes(proof: dict[str, Any]) -> bytes:
     """The canonical file form of a proof."""
-    return json.dumps(proof, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    return canonical_json(proof) + b"\n"
 
 
 def parse_vkey(vkey: str) -> tuple[str, Ed25519PublicKey]:

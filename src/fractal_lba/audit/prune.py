@@ -10,17 +10,17 @@ chain still links the first remaining segment to the pruned history.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fractal_lba.audit.anchors import LEDGER_NAME, LocalAnchorFile, fsync_dir, read_ledger
+from fractal_lba.audit.anchors import LEDGER_NAME, LocalAnchorFile, read_ledger
 from fractal_lba.audit.checkpoint import note_hash, parse_checkpoint
 from fractal_lba.audit.errors import AuditError, AuditVerifyError
 from fractal_lba.audit.index import INDEX_NAME, LineageIndex
 from fractal_lba.audit.segments import list_segments, scan_segment, utc_iso
-from fractal_lba.merkle import root_from_leaf_hashes
+from fractal_lba.fsutil import fsync_dir
+from fractal_lba.merkle import merkle_tree_hash
 
 
 @dataclass
@@ -64,8 +64,7 @@ def prune(
         note = led.checkpoints[rel][1]
         cp = parse_checkpoint(note)
         scan = scan_segment((base / rel).read_bytes(), rel, cp.first_prev)
-        sha = hashlib.sha256
-        root = root_from_leaf_hashes([sha(b"\x00" + h).digest() for h in scan.leaves])
+        root = merkle_tree_hash(scan.leaves)
         if scan.torn or scan.entries != cp.size or root != cp.root:
             raise AuditVerifyError(
                 "refusing to prune: segment does not match its checkpoint", segment=rel

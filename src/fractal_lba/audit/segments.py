@@ -32,11 +32,11 @@ import msgspec
 
 from fractal_lba.audit.entry import (
     AuditEntry,
-    canonical_bytes,
     chain_entry,
     compute_entry_hash,
 )
 from fractal_lba.audit.errors import AuditError, AuditVerifyError
+from fractal_lba.canonical_json import canonical_json
 
 SEGMENT_GLOB = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
 _SEGMENT_RE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})(\d{2})(\d{2})(?:-([1-9]\d*))?\.jsonl")
@@ -157,7 +157,7 @@ def check_line(line: bytes, rel: str, lineno: int) -> tuple[str, str]:
     if not isinstance(obj, dict):
         raise AuditVerifyError("not a JSON object", segment=rel, line=lineno)
     try:
-        canon = canonical_bytes(obj)
+        canon = canonical_json(obj)
     except (TypeError, ValueError):
         canon = b""
     if canon != line:

@@ -25,7 +25,6 @@ from fractal_lba.audit.anchors import (
     LEDGER_NAME,
     AnchorSink,
     LocalAnchorFile,
-    fsync_dir,
     read_ledger,
     sink_name,
 )
@@ -48,7 +47,8 @@ from fractal_lba.audit.segments import (
     scan_segment,
     utc_iso,
 )
-from fractal_lba.merkle import root_from_leaf_hashes
+from fractal_lba.fsutil import fsync_dir
+from fractal_lba.merkle import merkle_tree_hash
 
 log = logging.getLogger(__name__)
 
@@ -410,8 +410,7 @@ class WormWriter:
         """Checkpoint the open segment, make it read-only, publish; return the note."""
         seg, fd = self._seg, self._fd
         assert seg is not None and fd is not None
-        sha = hashlib.sha256
-        root = root_from_leaf_hashes([sha(b"\x00" + h).digest() for h in self._seg_leaves])
+        root = merkle_tree_hash(self._seg_leaves)
         cp = Checkpoint(
             origin=self.origin,
             size=self._seg_lines,

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fractal_lba.audit.errors import AuditError, AuditLockedError, AuditVerifyError
 from fractal_lba.audit.index import lineage_all
 from fractal_lba.audit.index import reindex as reindex_log
+from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.proof import build_proofs, check_proof, parse_vkey, proof_bytes
 from fractal_lba.audit.prune import prune as prune_log
-from fractal_lba.audit.verify import verify_log
 from fractal_lba.audit.worm import AUDIT_KEY_FILE, load_or_create_audit_key
 from fractal_lba.audit.writer import SEAL_REQUEST_NAME, VKEY_NAME, WormWriter, directory_lock
 from fractal_lba.contract.keys import parse_ed25519_public

@@ -41,7 +41,7 @@ from fractal_lba.audit.segments import (
     parse_segment_name,
     scan_segment,
 )
-from fractal_lba.merkle import root_from_leaf_hashes
+from fractal_lba.merkle import merkle_tree_hash
 
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
@@ -80,8 +80,7 @@ def _scan_file(base: str, rel: str, expected_prev: str) -> _ScanResult:
         return _ScanResult(rel, 0, None, None, b"", 0, (exc.what, exc.line))
     except OSError as exc:
         return _ScanResult(rel, 0, None, None, b"", 0, (f"cannot read: {exc.strerror}", None))
-    sha = hashlib.sha256
-    root = root_from_leaf_hashes([sha(b"\x00" + h).digest() for h in scan.leaves])
+    root = merkle_tree_hash(scan.leaves)
     return _ScanResult(
         rel, scan.entries, scan.first_prev, scan.last_hash, root, len(scan.torn), None
     )
