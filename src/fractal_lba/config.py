@@ -18,7 +18,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
 
@@ -55,6 +55,39 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """The audit log's configuration (SPEC section 7): what the server's audit writer and
+    ``flk worm`` need, parsed on its own so the offline tools do not depend on the rest."""
+
+    data_dir: Path = Path("data")
+    worm_base_dir: Path | None = None
+    """Audit log directory (WORM_BASE_DIR); ``None`` means ``<data_dir>/audit``."""
+    max_segment_size: int = 100 * 1024 * 1024
+    """Segment rotation size (WORM_MAX_SEGMENT_SIZE)."""
+    key_path: Path | None = None
+    """Checkpoint signing key (AUDIT_KEY_PATH); ``None``: the default location."""
+
+    @property
+    def base_dir(self) -> Path:
+        """Where the WORM audit log (worker 0's chain) lives."""
+        return self.worm_base_dir if self.worm_base_dir is not None else self.data_dir / "audit"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AuditSettings:
+        """Parse the audit variables of ``env`` (default ``os.environ``); raise ConfigError."""
+        return cls._parse(_Parser(os.environ if env is None else env))
+
+    @classmethod
+    def _parse(cls, p: _Parser) -> AuditSettings:
+        return cls(
+            data_dir=p.path("DATA_DIR") or Path("data"),
+            worm_base_dir=p.path("WORM_BASE_DIR"),
+            max_segment_size=p.size("WORM_MAX_SEGMENT_SIZE", 100 * 1024 * 1024),
+            key_path=p.path("AUDIT_KEY_PATH"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the verifier needs from its environment (SPEC section 10)."""
 
@@ -84,9 +117,8 @@ class Settings:
     metrics_user: str | None = None
     metrics_pass: Secret | None = None
     admin_token: Secret | None = None
-    worm_base_dir: Path | None = None
-    """Audit log directory; ``None`` means ``<data_dir>/audit``."""
-    worm_max_segment_size: int = 100 * 1024 * 1024
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """Audit log settings (WORM_BASE_DIR, WORM_MAX_SEGMENT_SIZE, AUDIT_*)."""
     wal_segment_size: int = 64 * 1024 * 1024
     wal_retention: float = 7 * 86400.0
     """Finished inbox WAL segments older than this are compacted by the running server."""
@@ -114,10 +146,19 @@ class Settings:
     # Accepted and validated for a later issue; enabling it is refused until implemented.
     policy_registry: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.audit.data_dir != self.data_dir:  # one DATA_DIR, also when built by hand
+            object.__setattr__(self, "audit", replace(self.audit, data_dir=self.data_dir))
+
     @property
     def audit_dir(self) -> Path:
         """Where the WORM audit log lives."""
-        return self.worm_base_dir if self.worm_base_dir is not None else self.data_dir / "audit"
+        return self.audit.base_dir
+
+    @property
+    def worm_max_segment_size(self) -> int:
+        """Audit segment rotation size (WORM_MAX_SEGMENT_SIZE)."""
+        return self.audit.max_segment_size
 
     @property
     def wal_root(self) -> Path:
@@ -174,8 +215,7 @@ class Settings:
             metrics_user=metrics_user,
             metrics_pass=metrics_pass,
             admin_token=p.secret("ADMIN_TOKEN"),
-            worm_base_dir=p.path("WORM_BASE_DIR"),
-            worm_max_segment_size=p.size("WORM_MAX_SEGMENT_SIZE", 100 * 1024 * 1024),
+            audit=AuditSettings._parse(p),
             wal_segment_size=p.size("WAL_SEGMENT_SIZE", 64 * 1024 * 1024),
             wal_retention=p.duration("WAL_RETENTION", 7 * 86400.0),
             strict_mode=p.boolean("STRICT_MODE", False),

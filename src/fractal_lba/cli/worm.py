@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import sys
 import time
@@ -27,16 +26,15 @@ from fractal_lba.audit.proof import build_proofs, check_proof, parse_vkey, proof
 from fractal_lba.audit.prune import prune as prune_log
 from fractal_lba.audit.worm import AUDIT_KEY_FILE, load_or_create_audit_key
 from fractal_lba.audit.writer import SEAL_REQUEST_NAME, VKEY_NAME, WormWriter, directory_lock
+from fractal_lba.config import AuditSettings
 from fractal_lba.contract.keys import parse_ed25519_public
 from fractal_lba.errors import FlkError
 from fractal_lba.merkle import ProofError
 
 
-def _default_base() -> Path:
-    env = os.environ.get("WORM_BASE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("DATA_DIR") or "data") / "audit"
+def _settings() -> AuditSettings:
+    """The audit variables of the environment, through the one settings loader."""
+    return AuditSettings.from_env()
 
 
 base_option = click.option(
@@ -49,7 +47,7 @@ base_option = click.option(
 
 
 def _base(base: Path | None) -> Path:
-    return base if base is not None else _default_base()
+    return base if base is not None else _settings().base_dir
 
 
 def _public_key(base: Path, pubkey: str | None, key_file: Path | None) -> Ed25519PublicKey | None:
@@ -197,10 +195,8 @@ def check_proof_cmd(file: Path, root_hex: str, pubkey: str | None) -> None:
 def seal(base: Path | None, key_file: Path | None, timeout: float) -> None:
     """Seal the open segment now (ask the running server, or seal directly if none runs)."""
     b = _base(base)
-    kpath = key_file or Path(
-        os.environ.get("AUDIT_KEY_PATH")
-        or Path(os.environ.get("DATA_DIR") or "data") / "audit" / AUDIT_KEY_FILE
-    )
+    conf = _settings()
+    kpath = key_file or conf.key_path or conf.data_dir / "audit" / AUDIT_KEY_FILE
     vkey = b / VKEY_NAME
     origin = parse_vkey(vkey.read_text())[0] if vkey.exists() else None
     key = load_or_create_audit_key_readonly(kpath)
