@@ -44,6 +44,8 @@ POINTS: dict[str, str] = {
     "audit.before_write": "audit writer, before a batch of entries is written",
     "audit.after_write": "audit writer, after write(), before fsync",
     "audit.after_fsync": "audit writer, after a batch of entries is durable",
+    "audit.before_truncate": "audit writer, before a failed write is truncated back",
+    "audit.ledger_write": "audit anchors file, before a record (checkpoint, anchoring) is written",
     "replay.after_audit": "replay, after a replayed request's audit entry, before its marker",
     "agent.after_enqueue": "agent, after a PCS is durable in the outbox",
     "agent.after_send": "agent, after the verifier answered, before the ack is durable",

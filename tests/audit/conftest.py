@@ -1,15 +1,23 @@
-"""Fixtures for the audit log tests: entries, keys, a fake clock, a started WormLog."""
+"""Fixtures for the audit log tests: entries, keys, a fake clock, a started WormLog.
+
+The end-to-end tests of this package also start real servers with the helpers of
+``tests/server/server_helpers.py`` (put on the path here, as tests/tenancy does).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from audit_helpers import FakeClock
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fractal_lba import failpoints
 from fractal_lba.audit.worm import WormLog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 
 @pytest.fixture
@@ -43,3 +51,10 @@ async def started(make_log: Callable[..., WormLog]) -> AsyncIterator[WormLog]:
     await log.start()
     yield log
     await log.close()
+
+
+@pytest.fixture
+def armed() -> Iterator[Callable[[str], None]]:
+    """Arm failpoints in this process (``armed("audit.before_write=1*enospc")``); disarmed after."""
+    yield failpoints.configure
+    failpoints.configure(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fractal_lba.audit.anchors import (
 from fractal_lba.audit.checkpoint import Checkpoint, sign_checkpoint
 from fractal_lba.audit.errors import AuditError
 from fractal_lba.audit.worm import WormLog
+from testkit import wait_until
 
 
 def _note(key: Ed25519PrivateKey, seg: str = "2025/01/01/120000.jsonl") -> str:
@@ -89,12 +91,48 @@ async def test_failed_anchor_is_retried(
     log = make_log(anchor_sinks=[HttpAnchorSink("https://w.example/", client=client)])
     await log.start()
     await log.append(make_entry(1))
-    note = await log.seal()
+    note = await log.seal()  # returns at once: publishing is off the commit path
+    wait_until(lambda: log.stats.anchor_failures >= 1, what="a failed anchor attempt")
     led = read_ledger(log.base_dir / "anchors.log")
     assert len(led.checkpoints) == 1 and not led.anchored  # sealed, not anchored
-    assert log.stats.anchor_failures == 1
     witness.status = 200
-    await log.maintain()
+    assert await log.anchors_settled(10.0)
     assert witness.received == [note]
     assert read_ledger(log.base_dir / "anchors.log").anchored == set(led.checkpoints)
+    await log.close()
+
+
+class GatedSink:
+    """A sink that blocks until the test opens its gate (a slow or hung anchor endpoint)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.received: list[str] = []
+
+    def publish(self, note: str) -> None:
+        if not self.gate.wait(timeout=30):
+            raise AuditError("gate never opened")
+        self.received.append(note)
+
+
+@pytest.mark.anyio
+async def test_a_hung_sink_does_not_stall_appends_or_seals(
+    make_log: Callable[..., WormLog], clock: FakeClock
+) -> None:
+    sink = GatedSink()
+    log = make_log(anchor_sinks=[sink])
+    await log.start()
+    notes = []
+    for i in range(3):  # each seal hands its checkpoint over and returns
+        await log.append(make_entry(i))
+        clock.now += 1
+        notes.append(await log.seal())
+    await log.append(make_entry(99))
+    assert sink.received == [] and not read_ledger(log.base_dir / "anchors.log").anchored
+    sink.gate.set()
+    assert await log.anchors_settled(10.0)
+    assert sink.received == notes  # in checkpoint order
+    assert len(read_ledger(log.base_dir / "anchors.log").anchored) == 3
     await log.close()

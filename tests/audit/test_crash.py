@@ -72,9 +72,10 @@ async def test_kill_9_then_recover_and_verify(tmp_path: Path) -> None:
     rel = open_seg.relative_to(base).as_posix()
     sealed = rel in read_ledger(base / "anchors.log").checkpoints  # killed just after a seal
     data = open_seg.read_bytes()
-    if data.endswith(b"\n") and not sealed:
-        # The kill landed between two writes; simulate the torn write it could have hit.
-        rewrite(open_seg, data + data[: data.index(b"\n") // 2])
+    if not sealed and (not data or data.endswith(b"\n")):
+        # The kill landed between two writes (or right after a rotation created the segment);
+        # simulate the torn write it could have hit.
+        rewrite(open_seg, data + b'{"D_hat":1.41,"budget":0.4')
     torn_len = len(open_seg.read_bytes()) - open_seg.read_bytes().rfind(b"\n") - 1
     before = _count_lines(base)
 

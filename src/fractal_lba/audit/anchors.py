@@ -4,10 +4,13 @@ The ledger ``{base}/anchors.log`` is append-only canonical JSON, one record a li
 
 - ``{"type":"checkpoint","segment":REL,"note":TEXT}`` — a segment was sealed (TEXT is the
   C2SP signed note, see :mod:`fractal_lba.audit.checkpoint`);
-- ``{"type":"anchored","segment":REL,"sinks":[NAME,...],"time":ISO}`` — every configured sink
-  accepted that checkpoint (``["local"]`` when the ledger is the only sink);
+- ``{"type":"anchored","segment":REL,"sinks":[NAME,...],"time":ISO}`` — these sinks accepted
+  that checkpoint (``["local"]`` when the ledger is the only sink);
 - ``{"type":"recovery","segment":REL,"offset":N,"length":N,"sha256":HEX,"sidecar":REL,
   "time":ISO}`` — a torn last line found after a crash was moved to ``sidecar``;
+- ``{"type":"truncation","segment":REL,"lines":N,"expected_lines":N,"offset":N,
+  "expected_bytes":N,"time":ISO}`` — recovery found the open segment shorter than what was
+  once durable in it (entries lost; ``flk worm verify`` reports it);
 - ``{"type":"prune","segments":[REL,...],"last_entry_hash":HEX,"last_checkpoint_hash":HEX,
   "time":ISO}`` — retention removed these sealed, anchored segments.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from fractal_lba import failpoints
 from fractal_lba.audit.checkpoint import parse_checkpoint
 from fractal_lba.audit.errors import AuditError, CheckpointError
 from fractal_lba.canonical_json import canonical_json
@@ -54,29 +59,58 @@ class LocalAnchorFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()
+        self._repair_at: int | None = None
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record durably."""
         self.append_many([record])
 
     def append_many(self, records: list[Mapping[str, Any]]) -> None:
-        """Append records with one write + fsync."""
+        """Append records with one write + fsync.
+
+        A failed or short write (ENOSPC, EIO) is truncated back to where it started, so no
+        partial record is left for later appends to sit behind (SPEC section 5); when even
+        that fails, the truncation is retried before the next append.
+        """
         buf = b"".join(canonical_json(r) + b"\n" for r in records)
-        created = not self.path.exists()
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with self._lock:
+            try:
+                created = not self.path.exists()
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise AuditError(f"cannot open anchors file {self.path}: {exc.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                view = memoryview(buf)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if self._repair_at is not None:
+                    os.ftruncate(fd, self._repair_at)
+                    os.fsync(fd)
+                    self._repair_at = None
+                start = os.fstat(fd).st_size
+                try:
+                    failpoints.hit("audit.ledger_write")
+                    view = memoryview(buf)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError:
+                    self._truncate_back(fd, start)
+                    raise
+                if created:
+                    fsync_dir(self.path.parent)
+            except OSError as exc:
+                raise AuditError(
+                    f"cannot append to anchors file {self.path}: {exc.strerror or exc}"
+                ) from None
             finally:
                 os.close(fd)
-            if created:
-                fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise AuditError(f"cannot append to anchors file {self.path}: {exc.strerror}") from None
+
+    def _truncate_back(self, fd: int, size: int) -> None:
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError:
+            self._repair_at = size
 
     def publish(self, note: str) -> None:
         """Record a checkpoint note (the ledger is itself a sink)."""
@@ -155,6 +189,7 @@ class Ledger:
     anchored: set[str] = field(default_factory=set)
     recoveries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     prunes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    truncations: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     good_bytes: int = 0
     torn: bytes = b""
 
@@ -196,4 +231,6 @@ def read_ledger(path: Path) -> Ledger:
             led.recoveries.append((n, rec))
         elif kind == "prune":
             led.prunes.append((n, rec))
+        elif kind == "truncation":
+            led.truncations.append((n, rec))
     return led

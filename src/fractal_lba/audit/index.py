@@ -170,6 +170,28 @@ def _has_schema(db: sqlite3.Connection) -> bool:
     return bool(row and row[0] == 2)
 
 
+def indexed_segments(base_dir: Path) -> dict[str, tuple[int, int]]:
+    """rel -> (lines, bytes) the index recorded for each segment ({} without an index).
+
+    The writer records these after every durable batch, so a segment file with fewer lines
+    than its row here lost entries that were once durable (truncated).
+    """
+    path = Path(base_dir) / INDEX_NAME
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if not _has_schema(db):
+                return {}
+            rows = db.execute("SELECT rel, lines, bytes FROM segments").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}  # a cache that cannot be read proves nothing either way
+    return {r: (n, b) for r, n, b in rows}
+
+
 def lineage(base_dir: Path, pcs_id: str, tenant_id: str | None = None) -> list[dict[str, Any]]:
     """Every audit entry of ``pcs_id`` (optionally of one tenant), in log order.
 

@@ -4,11 +4,13 @@ Order of checks (the first failure is raised as :class:`AuditVerifyError`):
 
 1. the anchors file: each checkpoint parses, is signed by the audit key, links to the previous
    checkpoint (``prev``) and continues its entry chain (``chain``); recovery sidecars match;
+   no crash recovery recorded lost entries (``truncation`` records);
 2. the segment set: every checkpointed segment exists (or was pruned), only the last segment
    may lack a checkpoint, segment order equals checkpoint order;
 3. every selected segment, line by line: canonical JSON, ``entry_hash``, ``prev_hash`` links
    (the first line links to the previous segment's signed last hash), then entry count, chain
-   ends and RFC 6962 root against the segment's checkpoint.
+   ends and RFC 6962 root against the segment's checkpoint; the open segment holds at least as
+   many lines as the lineage index recorded durable in it (a cut is not a torn tail).
 
 Segments are scanned in worker processes when the work is large enough to pay for it.
 """
@@ -35,6 +37,7 @@ from fractal_lba.audit.checkpoint import (
 )
 from fractal_lba.audit.entry import GENESIS_PREV_HASH
 from fractal_lba.audit.errors import AuditError, AuditVerifyError, CheckpointError
+from fractal_lba.audit.index import indexed_segments
 from fractal_lba.audit.segments import (
     SegmentName,
     list_segments,
@@ -157,6 +160,15 @@ def verify_log(
             raise _fail("prune record names a segment without checkpoint", LEDGER_NAME, ln)
         if rec.get("last_entry_hash") != cps[segs[-1]].last:
             raise _fail("prune record's last_entry_hash does not match", LEDGER_NAME, ln)
+    for ln, rec in led.truncations:
+        lost = int(rec.get("expected_lines", 0)) - int(rec.get("lines", 0))
+        raise _fail(
+            f"{lost} durable entries were lost from {rec.get('segment')} before a restart: it "
+            f"held {rec.get('lines')} of {rec.get('expected_lines')} lines (truncated or "
+            "damaged; recorded by crash recovery)",
+            LEDGER_NAME,
+            ln,
+        )
     for ln, rec in led.recoveries:
         rel, side = str(rec.get("segment")), str(rec.get("sidecar"))
         rep.recoveries += 1
@@ -200,6 +212,7 @@ def verify_log(
         expected_prev[open_seg.rel] = prev
     selected = [s for s in files if _in_range(s, date_from, date_to) and s.rel not in pruned]
     jobs = [(str(base), s.rel, expected_prev[s.rel]) for s in selected]
+    indexed = indexed_segments(base) if open_seg is not None else {}
     for res in _run(jobs, base, progress, workers):
         seg_cp = cps.get(res.rel)
         if res.error is not None:
@@ -207,6 +220,15 @@ def verify_log(
         rep.entries += res.entries
         rep.segments += 1
         if seg_cp is None:
+            recorded = indexed.get(res.rel)
+            if recorded is not None and recorded[0] > res.entries:
+                raise _fail(
+                    f"open segment holds {res.entries} entries, {recorded[0]} were written "
+                    f"(lineage index): {recorded[0] - res.entries} entries missing from here on "
+                    "(truncated or deleted)",
+                    res.rel,
+                    res.entries + 1,
+                )
             if res.torn:
                 rep.warnings.append(
                     f"{res.rel} (open) ends with an incomplete line of {res.torn} bytes "

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fractal_lba.audit.anchors import AnchorSink, HttpAnchorSink
 from fractal_lba.audit.entry import AuditEntry
 from fractal_lba.audit.errors import AuditError
+from fractal_lba.audit.index import audit_chains
+from fractal_lba.audit.recovery import RecoveryReport
 from fractal_lba.audit.segments import check_entry, list_segments, request_ids
 from fractal_lba.audit.writer import (
     DEFAULT_MAX_SEGMENT_BYTES,
@@ -31,7 +33,6 @@ from fractal_lba.audit.writer import (
     SEAL_REQUEST_NAME,
     TICK,
     Control,
-    RecoveryReport,
     WormStats,
     WormWriter,
 )
@@ -52,7 +53,9 @@ class WormLog:
     what is hashed and written. ``clock`` (unix seconds) names segments and times rotation and
     checkpoints. ``maintenance_interval`` is how often (seconds) a background task seals a
     segment older than ``rotate_seconds``, retries failed anchors and serves ``flk worm seal``
-    requests; ``None`` disables the task (call :meth:`maintain` yourself).
+    requests; ``None`` disables the task (call :meth:`maintain` yourself). ``chain_root`` is the
+    audit directory of worker 0 when this log is one of several chains of a server
+    (``<root>``, ``<root>-1``, ...): :meth:`find_requests` looks in all of them.
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class WormLog:
         maintenance_interval: float | None = 5.0,
         lineage_index: bool = True,
         max_batch: int = 4096,
+        chain_root: Path | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
+        self.chain_root = Path(chain_root) if chain_root is not None else self.base_dir
         self.region_id = region_id
         self._writer = WormWriter(
             self.base_dir,
@@ -87,9 +92,9 @@ class WormLog:
         self._redactor = redactor
         self._seal_on_close = seal_on_close
         self._interval = maintenance_interval
-        self._committer: GroupCommitter[AuditEntry | Control, AuditEntry | str | None] = (
-            GroupCommitter(self._writer.commit, name="audit-writer", max_batch=max_batch)
-        )
+        self._committer: GroupCommitter[
+            AuditEntry | Control, AuditEntry | str | AuditError | None
+        ] = GroupCommitter(self._writer.commit, name="audit-writer", max_batch=max_batch)
         self._task: asyncio.Task[None] | None = None
         self.recovery: RecoveryReport | None = None
         self._started = False
@@ -130,20 +135,31 @@ class WormLog:
         return result
 
     async def maintain(self) -> None:
-        """Time-based rotation, anchor retries and pending ``flk worm seal`` requests."""
+        """Time-based rotation and pending ``flk worm seal`` requests (anchor sinks are
+        retried by the publisher thread on its own backoff)."""
         request = self.base_dir / SEAL_REQUEST_NAME
         if request.exists():
             await self.seal()
+            await asyncio.to_thread(self._writer.publisher.wait_idle, 5.0)
             request.unlink(missing_ok=True)
         await self._submit(TICK)
+
+    async def anchors_settled(self, timeout: float) -> bool:
+        """Retry the anchor sinks now and wait until every checkpoint is published (True) or
+        ``timeout`` seconds passed (False)."""
+        self._writer.publisher.retry_now()
+        return await asyncio.to_thread(self._writer.publisher.wait_idle, timeout)
 
     async def _submit(self, item: AuditEntry | Control) -> AuditEntry | str | None:
         if not self._started:
             raise AuditError("audit log is not started")
         try:
-            return await self._committer.submit(item)
+            result = await self._committer.submit(item)
         except WalError as exc:
             raise AuditError(f"audit writer: {exc}") from None
+        if isinstance(result, AuditError):
+            raise result
+        return result
 
     async def _maintenance_loop(self, interval: float) -> None:
         while True:
@@ -154,21 +170,21 @@ class WormLog:
                 log.warning("audit maintenance failed: %s", exc)
 
     def find_requests(self, request_ids_: Set[str], since: float) -> set[str]:
-        """Which of ``request_ids_`` have an entry in a segment that may hold entries written
-        at or after ``since`` (unix seconds); scans those segment files, not the index."""
+        """Which of ``request_ids_`` have an entry, in any chain of this server, in a segment
+        that may hold entries written at or after ``since`` (unix seconds).
+
+        Every chain, because a request may have been audited by whichever worker last
+        adopted its inbox directory before a crash. Scans the segment files, not the index.
+        """
         wanted = set(request_ids_)
         if not wanted:
             return set()
-        segs = list_segments(self.base_dir)
         found: set[str] = set()
-        for i, seg in enumerate(segs):
-            if i + 1 < len(segs) and segs[i + 1].start + 1 < since:
-                continue  # the next segment opened before `since`: this one ended earlier
-            try:
-                data = (self.base_dir / seg.rel).read_bytes()
-            except FileNotFoundError:
-                continue
-            found.update(rid for rid in request_ids(data) if rid in wanted)
+        chains = audit_chains(self.chain_root)
+        if self.base_dir not in chains:
+            chains.append(self.base_dir)
+        for chain in chains:
+            found.update(_find_in_chain(chain, wanted, since))
         return found
 
     def check_writable(self) -> None:
@@ -189,6 +205,20 @@ class WormLog:
         self._started = False
         await self._committer.close()
         await asyncio.to_thread(self._writer.close, seal=self._seal_on_close)
+
+
+def _find_in_chain(base: Path, wanted: set[str], since: float) -> set[str]:
+    segs = list_segments(base)
+    found: set[str] = set()
+    for i, seg in enumerate(segs):
+        if i + 1 < len(segs) and segs[i + 1].start + 1 < since:
+            continue  # the next segment opened before `since`: this one ended earlier
+        try:
+            data = (base / seg.rel).read_bytes()
+        except FileNotFoundError:
+            continue
+        found.update(rid for rid in request_ids(data) if rid in wanted)
+    return found
 
 
 def load_or_create_audit_key(path: Path) -> Ed25519PrivateKey:
@@ -236,6 +266,7 @@ def open_worm_from_settings(
     region_id: str = "local",
     origin: str | None = None,
     redactor: Redactor | None = None,
+    chain_root: Path | None = None,
 ) -> WormLog:
     """Build the server's WormLog from plain settings (not started; call ``await start()``).
 
@@ -257,4 +288,5 @@ def open_worm_from_settings(
         anchor_sinks=sinks,
         region_id=region_id,
         redactor=redactor,
+        chain_root=chain_root,
     )
