@@ -357,7 +357,7 @@ class VerifierApp:
                 "verifier starting",
                 extra={"worker_dir": str(self.inbox.directory), "backend": self.store.name},
             )
-            await self.replayer.replay_startup(pending, self._sink, orphans, self.audit_for)
+            await self.replayer.replay_startup(pending, self._sink, orphans)
             self.replayer.start()
             self._compactor = asyncio.create_task(self._compact_loop(), name="flk-wal-compact")
             self._install_sighup()
@@ -600,7 +600,7 @@ class VerifierApp:
         except WalError as exc:
             checks["wal"] = f"unavailable: {exc}"
         try:
-            self.audit.check_writable()
+            await asyncio.to_thread(self.audit.check_writable)  # writes a probe: off the loop
             checks["audit"] = "ok"
         except AuditError as exc:
             checks["audit"] = f"unavailable: {exc}"
@@ -827,7 +827,9 @@ def worm_audit_factory(settings: Settings) -> AuditFactory:
             data_dir=settings.data_dir,
             base_dir=audit_dir_for(settings, index),
             max_segment_bytes=settings.worm_max_segment_size,
+            key_path=settings.audit.key_path,
             region_id=settings.region_id,
+            chain_root=settings.audit_dir,
         )
 
     return make

@@ -6,7 +6,9 @@ the audit log was down (deferred). Both run through the same :class:`Pipeline` f
 
 Before re-running startup records, the audit log is asked which of them were already
 audited in the crash window (audit append done, outcome marker not yet on disk): those only
-get their marker, so no request is audited twice.
+get their marker, so no request is audited twice. The question goes to every audit chain of
+the server, not only to the one of the directory's last owner: after a crash during orphan
+replay the entries are in the chain of the worker that had adopted the directory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fractal_lba import failpoints
 from fractal_lba.audit import AuditLog
 from fractal_lba.server.inbox import Admit, Inbox, OrphanLog, Outcome
 from fractal_lba.server.logs import LOGGER_NAME
@@ -79,7 +82,7 @@ class Replayer:
     metrics: Metrics
     context_for: Callable[[str], TenantContext | None]
     retry_min_s: float = 0.5
-    retry_max_s: float = 30.0
+    retry_max_s: float = 5.0
     _deferred: list[tuple[Admit, OutcomeSink]] = field(default_factory=list)
     _orphans: list[OrphanSink] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,25 +98,24 @@ class Replayer:
         own: Sequence[Admit],
         own_sink: OutcomeSink,
         orphans: Sequence[OrphanLog],
-        audit_for: Callable[[int], AuditLog],
     ) -> int:
         """Replay pending admits of this worker and of adopted orphans; return how many.
 
-        An orphan's crash-window entries are in the dead worker's audit log, so each source
-        is checked against the audit log of its own index (``audit_for``).
+        Crash-window entries may be in any worker's chain (whoever held the directory when it
+        crashed), so ``find_requests`` of the audit log searches all chains of the server.
         """
-        sources: list[tuple[Sequence[Admit], OutcomeSink, AuditLog]] = [(own, own_sink, self.audit)]
+        sources: list[tuple[Sequence[Admit], OutcomeSink]] = [(own, own_sink)]
         for orphan in orphans:
             orphan_sink = OrphanSink(orphan)
             self._orphans.append(orphan_sink)
-            sources.append((orphan.pending, orphan_sink, audit_for(orphan.index)))
+            sources.append((orphan.pending, orphan_sink))
         total = 0
-        for admits, sink, audit in sources:
+        for admits, sink in sources:
             if not admits:
                 continue
             since = min(a.received_at for a in admits) - CLOCK_SLACK_S
             ids = {a.request_id for a in admits}
-            audited = await asyncio.to_thread(audit.find_requests, ids, since)
+            audited = await asyncio.to_thread(self.audit.find_requests, ids, since)
             done = [
                 Outcome(a.request_id, AUDITED_BEFORE_CRASH)
                 for a in admits
@@ -187,7 +189,10 @@ class Replayer:
         if ctx is None:
             # The tenant is gone from the configuration: answer as step 1 would have.
             return Reply(401, error_body("unknown_tenant", "X-Tenant-Id"), reason="unknown_tenant")
-        return await self.pipeline.process(adm, ctx)
+        reply = await self.pipeline.process(adm, ctx)
+        if reply.final:
+            failpoints.hit("replay.after_audit")
+        return reply
 
 
 def _group(batch: list[tuple[Admit, OutcomeSink]]) -> list[tuple[OutcomeSink, list[Admit]]]:
