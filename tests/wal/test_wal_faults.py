@@ -6,6 +6,7 @@ Failpoints stand for the error windows (``wal.before_write`` / ``wal.after_write
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,84 @@ def test_new_files_and_directories_are_private(tmp_path: Path) -> None:
     assert (tmp_path / "w").stat().st_mode & 0o777 == 0o700
     assert seg.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "w" / "LOCK").stat().st_mode & 0o777 == 0o600
+
+
+def test_unsynced_records_are_cut_with_a_failed_fsync_and_the_caller_can_tell(
+    tmp_path: Path,
+) -> None:
+    log = WalLog(tmp_path)
+    log.open()
+    log.append([b"a"])
+    log.append([b"marker"], sync=False)
+    assert log.unsynced == 1
+    failpoints.configure("wal.after_write=1*eio->off")
+    with pytest.raises(WalError):
+        log.append([b"b"])
+    assert log.unsynced == 0 and log.next_lsn == 2  # the unsynced record went with it
+    assert log.append([b"c"]) == [2]
+    log.close()
+    assert payloads_of(tmp_path) == [b"a", b"c"]
+
+
+def test_unsynced_records_survive_a_failed_write_and_are_synced_by_the_next_append(
+    tmp_path: Path,
+) -> None:
+    log = WalLog(tmp_path)
+    log.open()
+    log.append([b"a"])
+    log.append([b"marker"], sync=False)
+    failpoints.configure("wal.before_write=1*enospc->off")
+    with pytest.raises(WalError):
+        log.append([b"b"])
+    assert log.unsynced == 1
+    assert log.append([b"c"]) == [3]
+    assert log.unsynced == 0
+    log.close()
+    assert payloads_of(tmp_path) == [b"a", b"marker", b"c"]
+
+
+def test_a_full_segment_with_unsynced_records_is_synced_before_it_is_sealed(
+    tmp_path: Path,
+) -> None:
+    log = WalLog(tmp_path, max_segment_bytes=64)
+    log.open()
+    log.append([b"x" * 60])
+    log.append([b"m"], sync=False)  # the segment is full, but this record is not durable
+    first = log.active_segment
+    log.append([b"y"])  # goes to the full segment and syncs it...
+    assert log.active_segment == first
+    log.append([b"z"])  # ...and only then is it sealed
+    assert log.active_segment != first
+    log.close()
+    assert payloads_of(tmp_path) == [b"x" * 60, b"m", b"y", b"z"]
+
+
+@pytest.mark.anyio
+async def test_inbox_queues_markers_again_when_a_failed_fsync_cut_them(tmp_path: Path) -> None:
+    from fractal_lba.server.inbox import Admit, Inbox, pending_admits
+
+    async def on_disk(inbox: Inbox) -> list[Admit]:
+        return pending_admits(inbox.log.iter_records())
+
+    inbox = Inbox(tmp_path)
+    inbox.open()
+    inbox.start()
+    try:
+        await inbox.admit(Admit("r1", "default", 0.0, b"{}"))
+        inbox.mark_outcome("r1", 200)  # written alone, without an fsync (a nudge)
+        deadline = asyncio.get_running_loop().time() + 5
+        while await on_disk(inbox):
+            assert asyncio.get_running_loop().time() < deadline, "marker never written"
+            await asyncio.sleep(0.01)
+        assert inbox.log.unsynced == 1
+        failpoints.configure("wal.after_write=1*eio->off")
+        with pytest.raises(WalError):
+            await inbox.admit(Admit("r2", "default", 0.0, b"{}"))
+        assert [a.request_id for a in await on_disk(inbox)] == ["r1"]  # marker cut too
+        await inbox.admit(Admit("r3", "default", 0.0, b"{}"))  # carries the marker again
+        inbox.mark_outcome("r3", 200)
+    finally:
+        await inbox.close()
+    reopened = Inbox(tmp_path)
+    assert reopened.open() == []
+    await reopened.close()

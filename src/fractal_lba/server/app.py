@@ -595,7 +595,7 @@ class VerifierApp:
         except (StoreError, TimeoutError) as exc:
             checks["store"] = f"unavailable: {exc}" if str(exc) else "unavailable: timeout"
         try:
-            self.inbox.check_writable()
+            await asyncio.to_thread(self.inbox.check_writable)  # a real write test
             checks["wal"] = "ok"
         except WalError as exc:
             checks["wal"] = f"unavailable: {exc}"

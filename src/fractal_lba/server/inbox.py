@@ -3,8 +3,11 @@
 Every admitted request is appended as an :class:`Admit` record (raw body, tenant, receive
 time, request id) and made durable before its body is parsed. When the request has its final
 outcome (after the audit append) an :class:`Outcome` marker is queued; markers ride along
-with the next group commit of admits (no fsync of their own) and are flushed at shutdown.
-After a crash, an admit without a marker is *pending* and is replayed.
+with the next group commit of admits (no fsync of their own). When no admit is waiting, the
+writer is nudged and writes the markers alone without an fsync (the next admit's fsync, or
+shutdown, makes them durable), so the files show every answered request as finished
+(``flk wal status``). A lost marker costs nothing but a replay that finds the request
+audited. After a crash, an admit without a marker is *pending* and is replayed.
 
 Layout: ``<DATA_DIR>/wal/inbox-<i>``, one directory per worker process, chosen by taking
 the first free ``flock`` (i = 0, 1, 2 ...). Directories nobody holds are *orphans* (their
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +31,8 @@ import msgspec
 from fractal_lba.wal import GroupCommitter, Recovery, WalError, WalLockedError, WalLog, scan
 
 INBOX_PREFIX = "inbox-"
+PROBE_BYTES = 4096
+_PROBE = b"\0" * PROBE_BYTES
 
 
 class Admit(msgspec.Struct, tag="A", array_like=True, frozen=True):
@@ -159,6 +165,10 @@ class Inbox:
         self._append_lock = threading.Lock()
         self.recovery: Recovery | None = None
         """What opening this worker's log found (a cut torn tail is logged there too)."""
+        self._nudged = False
+        self._unsynced: list[bytes] = []
+        """Markers written without an fsync: queued again if a later fsync fails."""
+        self._probe_lock = threading.Lock()
 
     @property
     def directory(self) -> Path:
@@ -219,17 +229,18 @@ class Inbox:
     def mark_outcome(self, request_id: str, status: int) -> None:
         """Queue an outcome marker for the next group commit (no fsync of its own)."""
         self._outcomes.append(_encode(Outcome(request_id, status)))
+        if not self._nudged:  # one wake-up per batch, not per marker
+            self._nudged = True
+            committer = self._committer
+            if committer is not None:
+                committer.nudge()
 
     def flush_outcomes(self) -> int:
         """Write queued markers now (one fsync); used at shutdown. Returns how many."""
         with self._append_lock:
             markers = self._drain()
             if markers:
-                try:
-                    self.log.append(markers)
-                except WalError:
-                    self._outcomes.extendleft(reversed(markers))
-                    raise
+                self._append(markers, markers, sync=True)
             return len(markers)
 
     async def close(self) -> None:
@@ -244,16 +255,37 @@ class Inbox:
             self._log = None
 
     def check_writable(self) -> None:
-        """Raise ``WalError`` when the inbox cannot take appends (``GET /ready``)."""
+        """Raise ``WalError`` when the inbox cannot take appends (``GET /ready``; blocking).
+
+        A real write test: ``PROBE_BYTES`` written and fdatasync'd next to the segments (a
+        0-byte file is created even on a full disk), and a cut-back that a failed append
+        left pending is done now. The writer's last error alone does not keep /ready down:
+        only a successful append clears it, and an unready instance gets no traffic, so
+        space coming back must be enough. It is named in the message when the test fails.
+        """
         log = self.log
         if self._committer is None:
             raise WalError("inbox WAL writer is not running")
-        probe = log.directory / ".ready-probe"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise WalError(f"inbox WAL directory not writable: {exc.strerror}") from None
+        last = log.last_error
+        why = f" (last append: {last})" if last else ""
+        with self._probe_lock:
+            probe = log.directory / ".ready-probe"
+            try:
+                fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                try:
+                    view = memoryview(_PROBE)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        probe.unlink()
+            except OSError as exc:
+                raise WalError(f"write test failed: {exc.strerror}{why}") from None
+        if log.needs_repair:
+            with self._append_lock:
+                log.repair()  # raises WalError naming what fails
 
     def _drain(self) -> list[bytes]:
         out: list[bytes] = []
@@ -264,15 +296,35 @@ class Inbox:
         return out
 
     def _commit(self, items: Sequence[bytes]) -> Sequence[int]:
-        """Writer thread: admits of this batch + all queued markers, one write + one fsync."""
+        """Writer thread: admits of this batch + all queued markers, one write + one fsync.
+
+        No admits (a nudge): the markers alone, written without an fsync.
+        """
         with self._append_lock:
+            self._nudged = False  # before the drain: a marker queued after it nudges again
             markers = self._drain()
-            try:
-                lsns = self.log.append([*items, *markers])
-            except WalError:
-                self._outcomes.extendleft(reversed(markers))
-                raise
+            if not items and not markers:
+                return []
+            lsns = self._append([*items, *markers], markers, sync=bool(items))
         return lsns[: len(items)]
+
+    def _append(self, records: list[bytes], markers: list[bytes], *, sync: bool) -> list[int]:
+        """``log.append`` that queues ``markers`` again on failure, and with them the
+        unsynced markers when the failure cut those off too. Holds ``_append_lock``."""
+        log = self.log
+        try:
+            lsns = log.append(records, sync=sync)
+        except WalError:
+            if log.unsynced == 0 and self._unsynced:
+                markers = [*self._unsynced, *markers]
+                self._unsynced = []
+            self._outcomes.extendleft(reversed(markers))
+            raise
+        if sync:
+            self._unsynced = []
+        else:
+            self._unsynced.extend(markers)
+        return lsns
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ load. No submitter is resolved before ``commit`` returned, i.e. before its recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -25,6 +26,8 @@ T = TypeVar("T")
 
 STOP = object()
 """Put on a batch queue to stop the thread that consumes it (see :func:`take_batch`)."""
+NUDGE = object()
+"""Put on a group committer's queue to have ``commit`` run even with no item queued."""
 
 
 def take_batch(
@@ -84,6 +87,15 @@ class GroupCommitter(Generic[I, R]):
         self._queue.put((item, fut))
         return await fut
 
+    def nudge(self) -> None:
+        """Wake the writer for one ``commit([])`` unless items are queued anyway.
+
+        For work the commit function picks up on its own (the inbox's outcome markers),
+        which should not wait for the next submitter. Safe from any thread.
+        """
+        if not self._closing:
+            self._queue.put(NUDGE)
+
     async def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
         self._closing = True
@@ -106,10 +118,14 @@ class GroupCommitter(Generic[I, R]):
         assert loop is not None
         stopping = False
         while True:
-            batch: list[tuple[I, asyncio.Future[R]]]
-            batch, stop = take_batch(self._queue, self._max_batch, block=not stopping)
+            raw: list[tuple[I, asyncio.Future[R]] | object]
+            raw, stop = take_batch(self._queue, self._max_batch, block=not stopping)
             stopping = stopping or stop
+            batch = cast(list[tuple[I, asyncio.Future[R]]], [e for e in raw if e is not NUDGE])
             if not batch:
+                if raw:  # only nudges
+                    with contextlib.suppress(Exception):  # logged by the commit function
+                        self._commit([])
                 if stopping:
                     return
                 continue

@@ -126,8 +126,11 @@ class WalLog:
         self._seg_first = 1
         self._seg_size = 0
         self._good_size = 0
-        """Size of the active segment at the end of its last durable batch."""
+        """Size of the active segment at the end of its last completed write."""
+        self._synced_size = 0
+        """... and at the end of its last durable (fsync'd) batch."""
         self._next_lsn = 1
+        self._synced_lsn = 1
         self._repair_to: int | None = None
         self._roll_pending = False
         self._header = SegmentHeader.new(1)
@@ -189,9 +192,12 @@ class WalLog:
         )
 
     def close(self) -> None:
-        """Close the active segment and release the directory lock."""
+        """Make unsynced records durable, close the active segment, release the lock."""
         with contextlib.suppress(WalError):
             self.repair()  # else the next open finds the failed batch as a torn tail
+        if self._fd is not None and self.unsynced and self.fsync:
+            with contextlib.suppress(OSError):
+                os.fdatasync(self._fd)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -226,7 +232,8 @@ class WalLog:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
-        self._seg_size = self._good_size = os.fstat(fd).st_size
+        self._seg_size = self._good_size = self._synced_size = os.fstat(fd).st_size
+        self._synced_lsn = self._next_lsn
 
     def _new_segment(self) -> None:
         """Seal the active segment and start the next one at ``next_lsn`` (header durable).
@@ -261,7 +268,8 @@ class WalLog:
         self._fd = fd
         self._header = header
         self._seg_first = first
-        self._seg_size = self._good_size = SEGMENT_HEADER.size
+        self._seg_size = self._good_size = self._synced_size = SEGMENT_HEADER.size
+        self._synced_lsn = self._next_lsn
         self._roll_pending = False
 
     # -- append / read ---------------------------------------------------------------------
@@ -275,8 +283,18 @@ class WalLog:
         """A failed append left bytes behind the last good record that are not yet cut off."""
         return self._repair_to is not None
 
-    def append(self, payloads: Sequence[bytes]) -> list[int]:
+    @property
+    def unsynced(self) -> int:
+        """Records written by ``append(..., sync=False)`` and not yet covered by an fsync."""
+        return self._next_lsn - self._synced_lsn
+
+    def append(self, payloads: Sequence[bytes], *, sync: bool = True) -> list[int]:
         """Append records and make them durable with one fsync; return their lsns.
+
+        ``sync=False`` only writes (for records whose loss is harmless, e.g. the inbox's
+        outcome markers when no admit is waiting): the next synced append, rotation or
+        ``close`` makes them durable. If that fsync fails they are cut off with it
+        (``unsynced`` drops to 0), so the caller can queue them again.
 
         On any failure (a short or failed ``write``, a failed ``fdatasync``) the batch is
         reported failed (``WalError``) and the segment is cut back to the end of the last
@@ -290,7 +308,8 @@ class WalLog:
             return []
         if self._repair_to is not None:
             self.repair()
-        if self._roll_pending or self._seg_size >= self.max_segment_bytes:
+        full = self._seg_size >= self.max_segment_bytes and self._synced_size == self._seg_size
+        if self._roll_pending or full:  # a segment is sealed only once all of it is durable
             self._new_segment()
         buf = frame_records(self._header, self._next_lsn, payloads)
         fd = self._fd
@@ -303,12 +322,13 @@ class WalLog:
                 view = memoryview(buf)
                 while written < len(buf):
                     written += os.write(fd, view[written:])
-            stage = "fsync"
-            failpoints.hit("wal.after_write")
-            if self.fsync:
-                os.fdatasync(fd)
-                self.stats.fsyncs += 1
-            failpoints.hit("wal.after_fsync")
+            if sync:
+                stage = "fsync"
+                failpoints.hit("wal.after_write")
+                if self.fsync:
+                    os.fdatasync(fd)
+                    self.stats.fsyncs += 1
+                failpoints.hit("wal.after_fsync")
         except OSError as exc:
             self._failed(stage, exc)
             raise WalError(f"WAL append failed ({stage}): {exc.strerror}") from None
@@ -317,6 +337,8 @@ class WalLog:
         self._next_lsn += n
         self._seg_size += len(buf)
         self._good_size = self._seg_size
+        if sync:
+            self._synced_size, self._synced_lsn = self._seg_size, self._next_lsn
         self._last_error = None
         st = self.stats
         st.records += n
@@ -330,9 +352,14 @@ class WalLog:
         """Record a failed append and try to cut its bytes off right away."""
         self.stats.failures += 1
         self._last_error = f"{stage} failed: {exc.strerror or exc}"
-        self._repair_to = self._good_size
-        # After a failed fsync the page cache state is unknown: go on in a new segment.
-        self._roll_pending = self._roll_pending or stage != "write"
+        if stage == "write":  # what earlier writes put in the page cache is intact
+            self._repair_to = self._good_size
+        else:
+            # After a failed fsync the page cache state of everything since the last good
+            # fsync is unknown: cut all of it, and go on in a new segment.
+            self._repair_to = self._good_size = self._synced_size
+            self._next_lsn = self._synced_lsn
+            self._roll_pending = True
         with contextlib.suppress(WalError):
             self.repair()
 
