@@ -99,6 +99,13 @@ class Settings:
     postgres_dsn: Secret = field(default_factory=lambda: Secret(DEFAULT_POSTGRES_DSN.encode()))
     dedup_namespace: str = "flk"
     """Prefix of dedup tables / keys, so several deployments can share one Redis/PostgreSQL."""
+    dedup_purge_interval: float = 60.0
+    """Seconds between looks for expired dedup records (the purge then runs until none is
+    left, in bounded batches with pauses)."""
+    dedup_purge_batch: int = 1000
+    """Expired records deleted per purge statement / step."""
+    dedup_memory_max_entries: int = 1_000_000
+    """Bound of the memory dedup store; when full of live records new writes get 503."""
     token_rate: float = 0.0
     """Requests per second per tenant (token bucket, burst = one second); 0 = unlimited.
     In multi-tenant mode: the default for tenants that set no ``token_rate``."""
@@ -202,6 +209,11 @@ class Settings:
             redis_url=p.secret("REDIS_URL") or Secret(DEFAULT_REDIS_URL.encode()),
             postgres_dsn=p.secret("POSTGRES_DSN") or Secret(DEFAULT_POSTGRES_DSN.encode()),
             dedup_namespace=p.namespace("DEDUP_NAMESPACE"),
+            dedup_purge_interval=p.duration("DEDUP_PURGE_INTERVAL", 60.0, positive=True),
+            dedup_purge_batch=p.integer("DEDUP_PURGE_BATCH", 1000, lo=1, hi=100_000),
+            dedup_memory_max_entries=p.integer(
+                "DEDUP_MEMORY_MAX_ENTRIES", 1_000_000, lo=1, hi=2**40
+            ),
             token_rate=p.number("TOKEN_RATE", 0.0, lo=0.0),
             daily_quota=p.integer("DAILY_QUOTA", 0, lo=0, hi=2**53),
             global_token_rate=p.number("GLOBAL_TOKEN_RATE", 0.0, lo=0.0),
@@ -390,14 +402,18 @@ class _Parser:
             raise ConfigError(f"{name} must be {what}")
         return out
 
-    def duration(self, name: str, default: float) -> float:
+    def duration(self, name: str, default: float, *, positive: bool = False) -> float:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
-            raise ConfigError(f"{name} must be a duration like 7d, 12h, 30m or 3600") from None
+            seconds = math.nan
+        if math.isnan(seconds) or (positive and seconds <= 0):
+            what = "a positive duration" if positive else "a duration"
+            raise ConfigError(f"{name} must be {what} like 7d, 12h, 30m or 3600")
+        return seconds
 
     def size(self, name: str, default: int) -> int:
         value = self.raw(name)

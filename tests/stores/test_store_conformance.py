@@ -67,6 +67,37 @@ async def test_purge_expired_deletes_only_expired(store: DedupStore, clock: Fake
     assert await store.get("t", "short-0") is None
 
 
+async def test_purge_expired_with_a_limit_deletes_in_bounded_batches(
+    store: DedupStore, clock: FakeClock
+) -> None:
+    for i in range(25):
+        await store.put_if_absent("t", f"short-{i:02d}", outcome(f"s{i}"), TTL)
+    await store.put_if_absent("t", "long", outcome("long"), 100 * TTL)
+    assert await store.purge_expired(10) == 0
+    clock.advance(2 * TTL)
+    batches: list[int] = []
+    while sum(batches) < 25:
+        batches.append(await store.purge_expired(10))
+        assert batches[-1] <= 10, batches
+        assert len(batches) < 50, f"expired records not all purged: {batches}"
+    assert sum(batches) == 25 and len(batches) >= 3
+    assert await store.purge_expired(10) == 0
+    assert await store.get("t", "long") == outcome("long")
+    assert await store.get("t", "short-00") is None
+    with pytest.raises(ValueError, match="limit"):
+        await store.purge_expired(0)
+
+
+async def test_a_purged_key_can_be_written_again(store: DedupStore, clock: FakeClock) -> None:
+    await store.put_if_absent("t", "p", outcome("old"), TTL)
+    clock.advance(TTL)
+    while await store.purge_expired(5):
+        pass
+    fresh = outcome("fresh")
+    assert await store.put_if_absent("t", "p", fresh, TTL) is fresh
+    assert await store.get("t", "p") == fresh
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [

@@ -63,7 +63,7 @@ from fractal_lba.server.pipeline import (
     error_body,
 )
 from fractal_lba.server.replay import InboxSink, Replayer
-from fractal_lba.stores import DedupStore, StoreError, create_store
+from fractal_lba.stores import DedupStore, Purger, StoreError, create_store
 from fractal_lba.tenancy import (
     LimiterUnavailable,
     MissingTenant,
@@ -231,6 +231,13 @@ class VerifierApp:
         self._sighup = False
         self._background: set[asyncio.Task[None]] = set()
         self._compactor: asyncio.Task[None] | None = None
+        self.purger = Purger(
+            self.store,
+            interval=settings.dedup_purge_interval,
+            batch=settings.dedup_purge_batch,
+            on_batch=metrics.on_purge_batch,
+            on_error=metrics.dedup_purge_errors.inc,
+        )
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._metrics_auth = _basic_auth_value(settings)
         self.cold = Starlette(
@@ -360,6 +367,7 @@ class VerifierApp:
             await self.replayer.replay_startup(pending, self._sink, orphans)
             self.replayer.start()
             self._compactor = asyncio.create_task(self._compact_loop(), name="flk-wal-compact")
+            self.purger.start()
             self._install_sighup()
         except BaseException:
             await self._close_all()
@@ -413,6 +421,7 @@ class VerifierApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
             self._compactor = None
+        await self.purger.close()
         await self.replayer.close()
         for closer in (self.inbox.close, self.audit.close, self.limiter.close, self.store.close):
             try:
@@ -869,6 +878,7 @@ def create_app(
             postgres_dsn=settings.postgres_dsn.reveal().decode("utf-8"),
             namespace=settings.dedup_namespace,
             op_timeout=settings.store_op_timeout,
+            memory_max_entries=settings.dedup_memory_max_entries,
         )
     if registry is None:
         registry = CollectorRegistry()

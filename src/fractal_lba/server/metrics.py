@@ -100,6 +100,18 @@ class Metrics:
         self.store_errors = Counter(
             "flk_store_errors", "Dedup store failures (answered 503).", ["op"], registry=registry
         )
+        self.dedup_purged = Counter(
+            "flk_dedup_purged", "Expired dedup records removed by the background purge.",
+            registry=registry,
+        )  # fmt: skip
+        self.dedup_purge_batches = Counter(
+            "flk_dedup_purge_batches", "Bounded delete batches run by the background purge.",
+            registry=registry,
+        )  # fmt: skip
+        self.dedup_purge_errors = Counter(
+            "flk_dedup_purge_errors", "Background purge passes that failed (retried later).",
+            registry=registry,
+        )  # fmt: skip
         self.audit_errors = Counter(
             "flk_audit_errors", "Audit append failures (answered 503).", registry=registry
         )
@@ -187,6 +199,12 @@ class Metrics:
         if found is None:
             found = self._durations[key] = self.request_duration.labels(route=route, code=str(code))
         return found
+
+    def on_purge_batch(self, deleted: int) -> None:
+        """Count one batch of the background dedup purge and the records it deleted."""
+        self.dedup_purge_batches.inc()
+        if deleted:
+            self.dedup_purged.inc(deleted)
 
     def on_wal_batch(self, size: int, seconds: float) -> None:
         """GroupCommitter callback (runs on the writer thread; prometheus is thread-safe)."""

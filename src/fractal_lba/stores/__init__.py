@@ -7,8 +7,9 @@ shutdown.
 
 from fractal_lba.stores.base import DedupStore, StoredOutcome
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.stores.expiry import Purger
 from fractal_lba.stores.factory import BACKENDS, create_store
-from fractal_lba.stores.memory import MemoryStore
+from fractal_lba.stores.memory import MemoryStore, StoreFull
 from fractal_lba.stores.postgres import PostgresStore
 from fractal_lba.stores.redis_store import RedisStore
 from fractal_lba.stores.sqlite import SqliteStore
@@ -18,9 +19,11 @@ __all__ = [
     "DedupStore",
     "MemoryStore",
     "PostgresStore",
+    "Purger",
     "RedisStore",
     "SqliteStore",
     "StoreError",
+    "StoreFull",
     "StoreUnavailable",
     "StoredOutcome",
     "create_store",

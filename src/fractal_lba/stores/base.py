@@ -67,8 +67,10 @@ class DedupStore(Protocol):
         """Raise ``StoreUnavailable`` when the backend is not reachable (``GET /ready``)."""
         ...
 
-    async def purge_expired(self) -> int:
-        """Delete expired records; return how many were deleted."""
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired records, at most ``limit`` of them (all when ``None``); return how
+        many were deleted. A return value below ``limit`` means none were left (at the time
+        of the call), so a caller purging in bounded batches knows when to pause."""
         ...
 
     async def close(self) -> None:
@@ -83,6 +85,13 @@ def check_namespace(namespace: str) -> str:
             "namespace must match [A-Za-z_][A-Za-z0-9_]{0,47} (it prefixes table names and keys)"
         )
     return namespace
+
+
+def check_limit(limit: int | None) -> int | None:
+    """Validate a purge batch size (``None`` = unbounded)."""
+    if limit is not None and limit < 1:
+        raise ValueError("purge limit must be at least 1")
+    return limit
 
 
 def check_positive(name: str, value: float) -> float:

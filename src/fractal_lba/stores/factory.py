@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fractal_lba.errors import ConfigError
 from fractal_lba.stores.base import Clock, DedupStore
-from fractal_lba.stores.memory import MemoryStore
+from fractal_lba.stores.memory import DEFAULT_MAX_ENTRIES, MemoryStore
 from fractal_lba.stores.postgres import PostgresStore
 from fractal_lba.stores.redis_store import RedisStore
 from fractal_lba.stores.sqlite import SqliteStore
@@ -26,11 +26,15 @@ class _Options:
     op_timeout: float
     snapshot_path: Path | None
     clock: Clock
+    memory_max_entries: int
 
 
 BACKENDS: dict[str, Callable[[_Options], DedupStore]] = {
     "memory": lambda o: MemoryStore(
-        snapshot_path=o.snapshot_path, op_timeout=o.op_timeout, clock=o.clock
+        snapshot_path=o.snapshot_path,
+        op_timeout=o.op_timeout,
+        clock=o.clock,
+        max_entries=o.memory_max_entries,
     ),
     "sqlite": lambda o: SqliteStore(
         o.data_dir / SQLITE_FILENAME,
@@ -57,6 +61,7 @@ def create_store(
     op_timeout: float = 2.0,
     snapshot_path: Path | None = None,
     clock: Clock = time.time,
+    memory_max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> DedupStore:
     """Construct (not open) the store for ``backend``; unknown names raise ``ConfigError``.
 
@@ -76,6 +81,7 @@ def create_store(
         op_timeout=op_timeout,
         snapshot_path=snapshot_path,
         clock=clock,
+        memory_max_entries=memory_max_entries,
     )
     try:
         return factory(options)

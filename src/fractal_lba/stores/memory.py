@@ -1,16 +1,24 @@
 """In-process dedup store: a dict, optionally persisted to a snapshot file.
 
 Only correct for a single process (one server worker). The snapshot is loaded on
-:meth:`MemoryStore.open` and written atomically (temp file, fsync, rename, fsync of the
-directory) by :meth:`MemoryStore.snapshot` and on :meth:`MemoryStore.close`, so a crash
-leaves either the old or the new snapshot, never a torn one.
+:meth:`MemoryStore.open` and written atomically (:func:`fractal_lba.fsutil.atomic_write`) by
+:meth:`MemoryStore.snapshot` and on :meth:`MemoryStore.close`, so a crash leaves either the
+old or the new snapshot, never a torn one.
+
+Bounded: at most ``max_entries`` records. Expiry order is kept in a heap of
+``(expires_at, key)``, so purging and making room cost O(log n) a record, never a scan. When
+the store is full, a new record first takes the place of an expired one; when none has
+expired, the write is refused with :class:`StoreFull` (a ``StoreUnavailable``: the request
+is answered 503 with ``Retry-After`` and stays in the inbox WAL). A live record is never
+evicted: forgetting an outcome inside its TTL would let a duplicate be verified and audited
+a second time, which is the one thing a dedup store exists to prevent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import os
+import heapq
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +26,11 @@ from typing import TypeVar
 
 import msgspec
 
-from fractal_lba.stores.base import Clock, StoredOutcome, check_positive
+from fractal_lba.fsutil import atomic_write
+from fractal_lba.stores.base import Clock, StoredOutcome, check_limit, check_positive
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+
+DEFAULT_MAX_ENTRIES = 1_000_000
 
 _SNAPSHOT_VERSION = 1
 
@@ -38,6 +49,12 @@ class _Snapshot(msgspec.Struct):
     entries: list[_Entry]
 
 
+class StoreFull(StoreUnavailable):
+    """The memory store holds ``max_entries`` live records: a new one is refused (503)."""
+
+    code = "store_full"
+
+
 class MemoryStore:
     """Dict-backed :class:`~fractal_lba.stores.base.DedupStore` for one process."""
 
@@ -49,12 +66,26 @@ class MemoryStore:
         snapshot_path: Path | None = None,
         op_timeout: float = 2.0,
         clock: Clock = time.time,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self._snapshot_path = snapshot_path
         self._op_timeout = check_positive("op_timeout", op_timeout)
         self._clock = clock
+        self._max_entries = max_entries
         self._data: dict[tuple[str, str], tuple[StoredOutcome, float]] = {}
+        # (expires_at, key) of every record; an item whose record was since overwritten
+        # (another expires_at) is stale and skipped when it comes up.
+        self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._open = False
+        self.refused = 0
+        """Writes refused because the store was full of live records."""
+
+    @property
+    def max_entries(self) -> int:
+        """The bound on stored records."""
+        return self._max_entries
 
     async def open(self) -> None:
         """Load the snapshot file, if configured and present; expired entries are dropped."""
@@ -63,11 +94,12 @@ class MemoryStore:
         if self._snapshot_path is not None:
             entries = await self._io("load", _load_snapshot, self._snapshot_path)
             now = self._clock()
-            self._data = {
-                (e.tenant_id, e.pcs_id): (e.outcome, e.expires_at)
-                for e in entries
-                if e.expires_at > now
-            }
+            live = [e for e in entries if e.expires_at > now]
+            # A snapshot of a larger store keeps the records that expire last.
+            live.sort(key=lambda e: e.expires_at)
+            live = live[len(live) - self._max_entries :] if len(live) > self._max_entries else live
+            self._data = {(e.tenant_id, e.pcs_id): (e.outcome, e.expires_at) for e in live}
+            self._expiry = [(e.expires_at, (e.tenant_id, e.pcs_id)) for e in live]  # sorted
         self._open = True
 
     async def get(self, tenant_id: str, pcs_id: str) -> StoredOutcome | None:
@@ -92,21 +124,38 @@ class MemoryStore:
         found = self._data.get(key)
         if found is not None and found[1] > now:
             return found[0]
-        self._data[key] = (outcome, now + ttl_s)
+        if found is None and len(self._data) >= self._max_entries and not self._purge(now, 1):
+            self.refused += 1
+            raise StoreFull(f"memory store is full ({self._max_entries} live records)")
+        expires_at = now + ttl_s
+        self._data[key] = (outcome, expires_at)
+        heapq.heappush(self._expiry, (expires_at, key))
         return outcome
 
     async def ping(self) -> None:
         """Always reachable once open."""
         self._check_open()
 
-    async def purge_expired(self) -> int:
-        """Drop expired entries; return how many."""
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Drop expired entries (at most ``limit``, oldest first); return how many."""
         self._check_open()
-        now = self._clock()
-        dead = [key for key, (_, expires_at) in self._data.items() if expires_at <= now]
-        for key in dead:
-            del self._data[key]
-        return len(dead)
+        return self._purge(self._clock(), check_limit(limit))
+
+    def _purge(self, now: float, limit: int | None) -> int:
+        """Pop expired records off the expiry heap; no ``await``, so atomic on the loop."""
+        heap, data, deleted = self._expiry, self._data, 0
+        while heap and heap[0][0] <= now and (limit is None or deleted < limit):
+            expires_at, key = heapq.heappop(heap)
+            found = data.get(key)
+            if found is not None and found[1] == expires_at:
+                del data[key]
+                deleted += 1
+        # Stale items (overwritten records) accumulate only as fast as records do; rebuild
+        # when they outnumber the records so the heap stays O(records).
+        if len(heap) > 2 * len(data) + 1024:
+            self._expiry = [(exp, key) for key, (_, exp) in data.items()]
+            heapq.heapify(self._expiry)
+        return deleted
 
     async def snapshot(self) -> None:
         """Write live entries to the snapshot file atomically (no-op without a path)."""
@@ -120,7 +169,7 @@ class MemoryStore:
             if expires_at > now
         ]
         data = msgspec.msgpack.encode(_Snapshot(version=_SNAPSHOT_VERSION, entries=entries))
-        await self._io("snapshot", _write_atomically, self._snapshot_path, data)
+        await self._io("snapshot", atomic_write, self._snapshot_path, data)
 
     async def close(self) -> None:
         """Write the snapshot (when configured) and forget the data. Idempotent."""
@@ -131,6 +180,7 @@ class MemoryStore:
         finally:
             self._open = False
             self._data = {}
+            self._expiry = []
 
     def __len__(self) -> int:
         return len(self._data)
@@ -168,22 +218,3 @@ def _load_snapshot(path: Path) -> list[_Entry]:
     if snap.version != _SNAPSHOT_VERSION:
         raise StoreError(f"memory store snapshot has unknown version {snap.version}")
     return snap.entries
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -51,6 +51,7 @@ from psycopg_pool.errors import PoolClosed
 from fractal_lba.stores.base import (
     Clock,
     StoredOutcome,
+    check_limit,
     check_namespace,
     check_positive,
     insert_args,
@@ -167,6 +168,15 @@ class PostgresStore:
             "{upsert} RETURNING d.tenant_id, d.pcs_id"
         ).format(columns=columns, upsert=upsert)
         self._sql_purge = sql.SQL("DELETE FROM {t} WHERE expires_at <= %s").format(t=t)
+        # A bounded batch, oldest first through the expiry index. SKIP LOCKED: rows a put is
+        # overwriting right now (or another replica's purge holds) are left for the next
+        # batch instead of waited for; the outer condition is re-checked on the newest row
+        # version, so a row a put just renewed is never deleted.
+        self._sql_purge_some = sql.SQL(
+            "DELETE FROM {t} WHERE (tenant_id, pcs_id) IN (SELECT tenant_id, pcs_id FROM {t} "
+            "WHERE expires_at <= %s ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "AND expires_at <= %s"
+        ).format(t=t)
         self._sql_ping = sql.SQL("SELECT 1 FROM {t} LIMIT 1").format(t=t)
         self._sql_schema = [
             sql.SQL(
@@ -231,12 +241,18 @@ class PostgresStore:
 
         await self._run("ping", work)
 
-    async def purge_expired(self) -> int:
-        """Delete expired rows; return how many."""
-        args = (self._clock(),)
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired rows (at most ``limit``, oldest first); return how many."""
+        now = self._clock()
+        args: tuple[float | int, ...]
+        limit = check_limit(limit)
+        if limit is None:
+            statement, args = self._sql_purge, (now,)
+        else:
+            statement, args = self._sql_purge_some, (now, limit, now)
 
         async def work(conn: _Conn) -> int:
-            return (await conn.execute(self._sql_purge, args)).rowcount
+            return (await conn.execute(statement, args)).rowcount
 
         return await self._run("purge", work)
 

@@ -35,7 +35,13 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fractal_lba.stores.base import Clock, StoredOutcome, check_namespace, check_positive
+from fractal_lba.stores.base import (
+    Clock,
+    StoredOutcome,
+    check_limit,
+    check_namespace,
+    check_positive,
+)
 from fractal_lba.stores.batching import Batcher
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
 
@@ -127,6 +133,7 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._put_script: AsyncScript | None = None
         self._purge_script: AsyncScript | None = None
+        self._purge_cursor = 0
         self._gets: Batcher[str, StoredOutcome | None] = Batcher(
             self._get_batch,
             op_timeout=self._op_timeout,
@@ -193,26 +200,37 @@ class RedisStore:
         pong: Awaitable[bool] = _awaitable(client.ping())
         await self._call("ping", pong)
 
-    async def purge_expired(self) -> int:
-        """Delete logically expired records of this namespace (SCAN + Lua, per batch).
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Delete logically expired records of this namespace (SCAN + one Lua call per step).
 
-        Redis' own key TTL already removes records; this only catches records whose
-        logical expiry (store clock) came first. Each round trip is bounded by op_timeout.
+        Redis' own key TTL already removes every record (set from the same ``ttl_s``); this
+        only catches records whose logical expiry (store clock) came first, e.g. behind a
+        replica clock running ahead of Redis'. With ``limit`` one call is one bounded step
+        of a scan that resumes where the previous call stopped: it examines about ``limit``
+        keys (SCAN's COUNT is a hint) and deletes the expired ones among them. Without, it
+        scans the whole namespace. Each round trip is bounded by op_timeout.
         """
         client = self._require_client()
         now = repr(self._clock())
-        cursor: int = 0
-        deleted = 0
+        cursor = self._purge_cursor if check_limit(limit) is not None else 0
+        count = 500 if limit is None else limit
+        examined = deleted = 0
         while True:
             cursor, keys = await self._call(
-                "purge", client.scan(cursor, match=f"{self._prefix}*", count=500)
+                "purge", client.scan(cursor, match=f"{self._prefix}*", count=count)
             )
+            if limit is not None:
+                # A step may return more than COUNT keys: the rest wait for the next pass.
+                keys = keys[: limit - examined]
+            examined += len(keys)
             if keys:
                 if self._purge_script is None:
                     raise StoreError("redis store is not open")
                 call = self._purge_script(keys=keys, args=[now])
                 deleted += int(await self._call("purge", call))
-            if cursor == 0:
+            if cursor == 0 or (limit is not None and examined >= limit):
+                if limit is not None:
+                    self._purge_cursor = cursor
                 return deleted
 
     async def close(self) -> None:

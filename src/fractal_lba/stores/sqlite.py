@@ -34,6 +34,7 @@ from typing import Any, TypeVar, cast
 from fractal_lba.stores.base import (
     Clock,
     StoredOutcome,
+    check_limit,
     check_namespace,
     check_positive,
     insert_args,
@@ -101,6 +102,12 @@ class SqliteStore:
             f"expires_at = excluded.expires_at WHERE {t}.expires_at <= ?"
         )
         self._sql_purge = f"DELETE FROM {t} WHERE expires_at <= ?"
+        # Oldest first through the expiry index; LIMIT bounds how long the batch holds the
+        # write lock (the batch shares a transaction with the requests' writes).
+        self._sql_purge_some = (
+            f"DELETE FROM {t} WHERE (tenant_id, pcs_id) IN (SELECT tenant_id, pcs_id FROM {t} "
+            "WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
+        )
 
     @property
     def path(self) -> Path:
@@ -157,10 +164,16 @@ class SqliteStore:
         sql = f"SELECT 1 FROM {self._table} LIMIT 1"
         await self._submit("ping", lambda conn: conn.execute(sql).fetchone(), writes=False)
 
-    async def purge_expired(self) -> int:
-        """Delete expired rows; return how many."""
-        args = (self._clock(),)
-        work: _Work = lambda conn: conn.execute(self._sql_purge, args).rowcount  # noqa: E731
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired rows (at most ``limit``, oldest first); return how many."""
+        now = self._clock()
+        args: tuple[float | int, ...]
+        limit = check_limit(limit)
+        if limit is None:
+            sql, args = self._sql_purge, (now,)
+        else:
+            sql, args = self._sql_purge_some, (now, limit)
+        work: _Work = lambda conn: conn.execute(sql, args).rowcount  # noqa: E731
         return cast(int, await self._submit("purge", work, writes=True))
 
     async def close(self) -> None:
