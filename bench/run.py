@@ -573,6 +573,10 @@ def render(results: dict[str, Any]) -> str:
             f"- `coherence` (coh_star) on 100,000 points x 100 directions: "
             f"{ag['coh_star_100k_x100_s'] * 1000:.0f} ms (best of 3)",
         ]
+    if r.get("storesize"):
+        from bench import storesize
+
+        lines += ["", storesize.render(r["storesize"])]
     lines += ["", "## Targets", "", "| target | figure | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {f} | {v} |" for t, f, v in targets(r)]
     return "\n".join(lines) + "\n"
@@ -698,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-duration", type=float)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--only", help="comma list of scenario names (skips the other sections)")
+    ap.add_argument(
+        "--store-size", type=int, metavar="N",
+        help="also run the store-size scenario: empty sqlite store vs N prefilled records "
+        "(bench/storesize.py; use --only storesize for it alone)",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
     ap.add_argument(
@@ -750,6 +759,10 @@ def main(argv: list[str] | None = None) -> int:
     for sc in SCENARIOS:
         if wanted is None or sc.name in wanted:
             results["scenarios"].append(run_scenario(sc, ctx))
+    if args.store_size:
+        from bench import storesize
+
+        results["storesize"] = storesize.run("sqlite", args.store_size, 0.5, 2, max(duration, 10.0))
     if wanted is None:
         results["openloop"] = run_openloop(ctx, args.openloop_rate, ol_duration)
         rss_bodies = write_bodies(workdir / "rss.txt", list(generate(single, n_rss, seed=6)))

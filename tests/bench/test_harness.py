@@ -103,3 +103,30 @@ def test_targets_report_missed_and_met() -> None:
     assert got["ratio to null >= 40% (1 worker)"] == "MISSED"
     assert got["audit fsyncs/request <= 0.2 at 64 connections"] == "MISSED"
     assert got["first-seen sqlite 2 workers >= 4,000 req/s"] == "n/a"
+
+
+def test_store_size_prefill_writes_records_the_store_reads_and_purges(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+
+    from bench.storesize import NAMESPACE, SQLITE_FILE, prefill_sqlite
+
+    from fractal_lba.stores import SqliteStore
+
+    prefill_sqlite(tmp_path, NAMESPACE, 400, 0.5)
+    with sqlite3.connect(tmp_path / SQLITE_FILE) as conn:
+        ids = [r[0] for r in conn.execute(f"SELECT pcs_id FROM {NAMESPACE}_dedup")]
+    assert len(set(ids)) == 400
+
+    async def check() -> tuple[int, int]:
+        store = SqliteStore(tmp_path / SQLITE_FILE, namespace=NAMESPACE)
+        await store.open()
+        try:
+            live = [o for o in [await store.get("default", i) for i in ids] if o is not None]
+            assert all(o.status == 200 and o.body.startswith(b'{"accepted":true') for o in live)
+            return len(live), await store.purge_expired()
+        finally:
+            await store.close()
+
+    live, purged = asyncio.run(check())
+    assert 190 <= live <= 210 and live + purged == 400

@@ -147,8 +147,8 @@ class CountingStore:
     async def ping(self) -> None:
         await self.inner.ping()
 
-    async def purge_expired(self) -> int:
-        return await self.inner.purge_expired()
+    async def purge_expired(self, limit: int | None = None) -> int:
+        return await self.inner.purge_expired(limit)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -31,6 +31,7 @@ from fractal_lba.stores import (
     StoreUnavailable,
     create_store,
 )
+from fractal_lba.stores.sqlite_checkpoint import WAL_SIZE_LIMIT
 
 TTL = 1000.0
 
@@ -172,6 +173,63 @@ async def test_sqlite_group_commit_batches_concurrent_writes(tmp_path: Path) -> 
         assert 1 <= commits < n / 4, f"{commits} commits for {n} concurrent puts"
     finally:
         await store.close()
+
+
+def wal_frames(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames checkpointed) as another connection sees them."""
+    with sqlite3.connect(path) as other:
+        _busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return frames, copied
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_never_checkpoint_and_the_checkpointer_keeps_the_wal_bounded(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints (page copies + fsync of the database) stalled the store thread on large
+    stores; commits must leave them to the Checkpointer thread, which resets the WAL."""
+    path = tmp_path / "dedup.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await asyncio.to_thread(store._checkpointer.stop)  # driven by hand below
+        with sqlite3.connect(path) as other:
+            other.execute("PRAGMA wal_autocheckpoint = 0")  # this probe must not checkpoint
+        big = outcome("x")
+        big = type(big)(big.status, big.body * 40, big.payload_hash, "x", big.created_at)
+        for r in range(30):
+            await asyncio.gather(
+                *(store.put_if_absent("t", f"p{r}-{i}", big, TTL) for i in range(100))
+            )
+        wal_bytes = path.with_name(path.name + "-wal").stat().st_size
+        # SQLite's automatic checkpoint would have reset the WAL at 1000 pages.
+        assert wal_bytes > 2000 * 4096, wal_bytes
+        frames, copied = await asyncio.to_thread(store._checkpointer.checkpoint)
+        assert frames > 2000 and copied == frames
+        await store.put_if_absent("t", "next", outcome("n"), TTL)  # restarts the WAL
+        assert wal_frames(path)[0] < 100
+        assert path.with_name(path.name + "-wal").stat().st_size <= WAL_SIZE_LIMIT
+        assert await store.get("t", "p29-99") == big
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_checkpointer_thread_runs_while_the_store_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await asyncio.gather(
+            *(store.put_if_absent("t", f"p{i}", outcome("a"), TTL) for i in range(50))
+        )
+        deadline = asyncio.get_running_loop().time() + 20
+        while store._checkpointer.passes == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint ran"
+            await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+    assert store._checkpointer.passes > 0
 
 
 @pytest.mark.anyio

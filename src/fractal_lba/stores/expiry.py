@@ -7,7 +7,8 @@ for a multiple of the time the batch took (``pause_factor``; at least ``min_paus
 purging a large backlog uses a bounded share of the store's time (at most
 ``1 / (1 + pause_factor)``) and requests keep being served in between. When a batch comes
 back short, nothing expired is left: it waits ``interval`` before looking again. A store
-error is logged and retried after ``interval``; it never reaches a request.
+error (or a bug) is logged, counted and retried after ``interval``; it never reaches a
+request.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class Purger:
             except StoreError as exc:
                 self._on_error()
                 log.warning("dedup purge failed, retrying later: %s", exc)
+            except Exception:  # a bug must not end the purge for the life of the process
+                self._on_error()
+                log.error("dedup purge failed unexpectedly, retrying later", exc_info=True)
             await asyncio.sleep(self._interval)
 
     async def close(self) -> None:

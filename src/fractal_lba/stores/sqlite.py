@@ -15,6 +15,9 @@ Design:
   the inbox WAL replay covers). Lookups run in their own read transaction, which never waits
   for the write lock; a write batch that finds the lock taken by another process retries
   every 0.1-1 ms (not SQLite's 1, 2, 5, 10... ms busy handler) until ``op_timeout``.
+* WAL checkpoints run on a thread of their own
+  (:class:`~fractal_lba.stores.sqlite_checkpoint.Checkpointer`), never inside a commit of
+  the store thread: on a large store they cost tens to hundreds of milliseconds each.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from fractal_lba.stores.base import (
     insert_args,
 )
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.stores.sqlite_checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from fractal_lba.wal.group import STOP, take_batch
 
 T = TypeVar("T")
@@ -83,6 +87,7 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None  # touched only by the store thread
+        self._checkpointer = Checkpointer(path)
         self._commits = 0
         t = self._table
         self._sql_get = (
@@ -132,6 +137,7 @@ class SqliteStore:
         except BaseException:
             await self.close()
             raise
+        self._checkpointer.start()
 
     async def get(self, tenant_id: str, pcs_id: str) -> StoredOutcome | None:
         """Return the live outcome for the key, or ``None``."""
@@ -181,6 +187,7 @@ class SqliteStore:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        await asyncio.to_thread(self._checkpointer.stop)
         self._queue.put(STOP)
         await asyncio.to_thread(thread.join)
 
@@ -277,6 +284,8 @@ class SqliteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._op_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer thread does it
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} ("
