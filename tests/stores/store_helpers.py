@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -48,6 +48,36 @@ def outcome(request_id: str, *, status: int = 200, created_at: float = 1.0) -> S
         request_id=request_id,
         created_at=created_at,
     )
+
+
+# --- gates ---------------------------------------------------------------------------------
+
+
+class BatchProbe:
+    """Wraps a store Batcher's batch function: the test learns when a batch is in flight
+    (``running`` is set on entry, ``starts``/``ends`` record loop times), instead of
+    sleeping and hoping it is."""
+
+    def __init__(self, batcher: Any) -> None:
+        self.running = asyncio.Event()
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        inner = batcher._run
+
+        async def run(items: list[Any], timeout: float) -> Any:
+            loop = asyncio.get_running_loop()
+            self.starts.append(loop.time())
+            self.running.set()
+            try:
+                return await inner(items, timeout)
+            finally:
+                self.ends.append(loop.time())
+
+        batcher._run = run
+
+    async def wait_running(self, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            await self.running.wait()
 
 
 # --- polling -------------------------------------------------------------------------------

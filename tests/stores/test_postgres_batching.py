@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from psycopg.conninfo import make_conninfo
-from store_helpers import FakeClock, TcpProxy, assert_no_driver_chain, outcome
+from store_helpers import BatchProbe, FakeClock, TcpProxy, assert_no_driver_chain, outcome
 
 from fractal_lba.stores import PostgresStore, StoredOutcome, StoreError, StoreUnavailable
 
@@ -196,9 +196,20 @@ async def test_batched_calls_fail_within_op_timeout_when_the_server_hangs(
                 *(timed(store.put_if_absent("t", f"p{i}", outcome("x"), TTL)) for i in range(20)),
             )
 
+        gets, puts = BatchProbe(store._gets), BatchProbe(store._puts)
+        loop = asyncio.get_running_loop()
+        t_first = loop.time()
         first = asyncio.ensure_future(wave())
-        await asyncio.sleep(op_timeout / 2)  # queued behind the stuck batches
-        elapsed = await wave() + await first
+        await gets.wait_running()  # both first batches are stuck on the black hole
+        await puts.wait_running()
+        # The second wave is queued at half of op_timeout: behind the stuck batches (one in
+        # flight per operation), it has only the other half left when its batches run.
+        await asyncio.sleep(max(0.0, t_first + op_timeout / 2 - loop.time()))
+        second = asyncio.ensure_future(wave())
+        elapsed = await second + await first
+        for probe in (gets, puts):
+            assert len(probe.starts) == 2, probe.starts  # one batch per wave and operation
+            assert probe.starts[1] >= probe.ends[0]  # the second waited for the first
         # Given a fresh op_timeout, the second wave would take 1.5 x op_timeout.
         assert max(elapsed) < op_timeout + 0.4, f"slowest call took {max(elapsed):.2f}s"
     finally:

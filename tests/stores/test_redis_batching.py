@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 from store_helpers import (
+    BatchProbe,
     FakeClock,
     PrivateRedis,
     assert_no_driver_chain,
@@ -190,18 +191,26 @@ async def test_a_hung_server_fails_every_batched_call_within_op_timeout(
 async def test_close_fails_pending_calls_and_open_works_again(
     private_redis: PrivateRedis,
 ) -> None:
-    store = RedisStore(private_redis.url, op_timeout=5.0)
+    op_timeout = 5.0
+    store = RedisStore(private_redis.url, op_timeout=op_timeout)
     await store.open()
     try:
+        probe = BatchProbe(store._gets)
         private_redis.pause()
         try:
             pending = [asyncio.ensure_future(store.get("t", f"g{i}")) for i in range(5)]
-            await asyncio.sleep(0.05)
-            await store.close()
+            await probe.wait_running()  # the MGET is on its way to the hung server
+            t0 = time.monotonic()
+            closing = asyncio.ensure_future(store.close())
             for fut in pending:
                 with pytest.raises(StoreError) as info:
                     await fut
+                # Failed by close, not by running into op_timeout.
+                assert not isinstance(info.value, StoreUnavailable), info.value
                 assert_no_driver_chain(info.value)
+            assert time.monotonic() - t0 < op_timeout / 2
+            await closing  # the pool's own close waits for the hung server (bounded)
+            assert len(probe.starts) == 1 and len(probe.ends) == 1
         finally:
             private_redis.resume()
         with pytest.raises(StoreError, match="not open"):

@@ -50,7 +50,7 @@ class Batcher(Generic[K, R]):
         self._queue: list[tuple[K, asyncio.Future[R], float]] = []
         self._inflight = 0
         self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], list[tuple[K, asyncio.Future[R], float]]] = {}
         self._closed = False
         self.batches = 0
         """Batches run so far (for tests and benchmarks: calls / batches = mean batch size)."""
@@ -79,8 +79,8 @@ class Batcher(Generic[K, R]):
             self._inflight += 1
             self.batches += 1
             task = loop.create_task(self._run_batch(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks[task] = batch
+            task.add_done_callback(self._forget)
 
     async def _run_batch(self, batch: list[tuple[K, asyncio.Future[R], float]]) -> None:
         loop = asyncio.get_running_loop()
@@ -114,11 +114,16 @@ class Batcher(Generic[K, R]):
                 self._scheduled = True
                 loop.call_soon(self._flush)
 
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
     async def close(self) -> None:
-        """Fail queued calls, cancel running batches and wait for them. Idempotent."""
+        """Fail queued and running calls at once, cancel running batches and wait for them
+        (a driver may take a while to give up a call to a hung server). Idempotent."""
         self._closed = True
         queue, self._queue = self._queue, []
-        for _, fut, _ in queue:
+        running = [entry for batch in self._tasks.values() for entry in batch]
+        for _, fut, _ in queue + running:
             if not fut.done():
                 fut.set_exception(StoreError("store is not open"))
         tasks = list(self._tasks)
