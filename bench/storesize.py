@@ -102,8 +102,12 @@ def prefill_sqlite(data_dir: Path, namespace: str, n: int, expired: float) -> No
 
     asyncio.run(schema())
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA cache_size = -1000000")  # 1 GB while filling: random inserts
+    # Bulk load: no journal, no fsync, the expiry index built once at the end (a sort)
+    # instead of 10M random inserts into it; then back to the store's WAL mode.
+    conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    conn.execute(f"DROP INDEX IF EXISTS {namespace}_dedup_expires")
     sql = f"INSERT INTO {namespace}_dedup VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     t0, it, done = time.monotonic(), rows(n, expired, time.time()), 0
     while done < n:
@@ -114,7 +118,8 @@ def prefill_sqlite(data_dir: Path, namespace: str, n: int, expired: float) -> No
         done += len(chunk)
         if done % 1_000_000 < _CHUNK:
             log(f"prefill sqlite: {done:,}/{n:,} rows ({time.monotonic() - t0:.0f} s)")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute(f"CREATE INDEX {namespace}_dedup_expires ON {namespace}_dedup (expires_at)")
+    conn.execute("PRAGMA journal_mode = WAL")
     conn.close()
 
 
