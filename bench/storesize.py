@@ -8,14 +8,14 @@ redis): ``N`` records shaped like the server's own (random ``pcs_id``, a ~330-by
 body), a fraction ``--expired`` of them already expired, so the server's purge has work
 while it serves. Rows go in in key order (10M random-order inserts took over an hour on the
 shared 2-core machine), so the table's pages start full: the first random inserts of the
-run split pages more often than a store grown by traffic would, a harsher start. Then the normal wrk first-seen scenario (64 connections) runs against a server on
-that store and against one on an empty store, interleaved ``--rounds`` times (A, B, A, B...)
-because the machine is shared: p99, req/s and server CPU microseconds per request of each.
+run split pages more often than a store grown by traffic would, a harsher start. Then the
+normal wrk first-seen scenario (64 connections) runs against a server on that store and
+against one on an empty store, interleaved ``--rounds`` times (A, B, A, B...) because the
+machine is shared: p99, req/s and server CPU microseconds per request of each.
 
-The prefilled sqlite file is kept in ``bench/out/prefill-<N>-<expired>/`` and reused by later
-runs (``--fresh`` rebuilds it); each round works on a copy-on-write clone when the filesystem
-allows, else on the file itself (a round adds its requests and the purge removes expired rows,
-a few percent of N at most).
+The prefilled sqlite file is kept in ``bench/out/prefill-sqlite-<N>-<expired>/`` and reused by
+later runs (``--fresh`` rebuilds it); each round works on a copy of it (a reflink where the
+filesystem can), so rounds start from the same store.
 """
 
 from __future__ import annotations
