@@ -49,6 +49,10 @@ POINTS: dict[str, str] = {
     "replay.after_audit": "replay, after a replayed request's audit entry, before its marker",
     "agent.after_enqueue": "agent, after a PCS is durable in the outbox",
     "agent.after_send": "agent, after the verifier answered, before the ack is durable",
+    "agent.dlq_requeue_mid": "agent, requeue: the new outbox entries are durable, before "
+    "each dead letter file is removed",
+    "agent.dlq_drop_mid": "agent, drop: the drop records are durable, before each dead "
+    "letter file is removed",
 }
 """Every failpoint of the code base and where it sits. Add a line when you add a point."""
 

@@ -1,13 +1,15 @@
-"""Test helpers: a local HTTP receiver with scripted answers, event files, subprocess flk."""
+"""Test helpers: a local HTTP receiver with scripted answers, event files, subprocess flk.
+
+Polling with a deadline is ``testkit.wait_until`` (one copy for every test package).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -114,15 +116,6 @@ class Receiver:
     def pcs_ids(self) -> Counter[str]:
         with self._lock:
             return Counter(s.pcs_id for s in self.seen)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll ``cond`` until true or fail after ``timeout`` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def write_csv(path: Path, rows: Iterable[tuple[float, float, float, float]]) -> Path:

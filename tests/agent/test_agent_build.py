@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -14,15 +15,20 @@ from fractal_lba.agent import (
     load_signer,
     parse_events,
     read_key_text,
+    sign_pcs,
+    stamp_attempt,
 )
+from fractal_lba.agent.build import stamp_outbox_seq
 from fractal_lba.contract import (
     KeyFormatError,
     KeyRing,
+    SignatureError,
     ValidationError,
     VerificationKey,
     compute_pcs_id,
     decode_pcs,
     encode_pcs,
+    full_record_message,
     generate_key,
 )
 from fractal_lba.signals import compute_signals
@@ -130,3 +136,42 @@ def test_pcs_of_large_input_is_deterministic() -> None:
     a = build_pcs(ev, shard_id="s", epoch=2, signer=signer, sent_at="t")
     b = build_pcs(ev, shard_id="s", epoch=2, signer=signer, sent_at="t")
     assert encode_pcs(a) == encode_pcs(b)
+
+
+@pytest.mark.parametrize("alg", ["hmac", "ed25519"])
+def test_attempt_and_outbox_seq_are_re_signed_where_the_signature_covers_them(alg: str) -> None:
+    """0.3 signs the whole record (bound to the tenant): a new attempt needs a new sig."""
+    key = generate_key(alg)
+    signer = load_signer(alg, key.secret)
+    ring = KeyRing([VerificationKey.from_text("k", alg, key.public or key.secret)])
+    v02 = build_pcs(EVENTS, shard_id="s", epoch=1, signer=signer)
+    stamped = msgspec.json.decode(stamp_attempt(encode_pcs(v02), 4, signer=None, tenant_id=None))
+    assert stamped["attempt"] == 4  # 0.2: attempt is unsigned, no key needed, sig unchanged
+    assert stamped["sig"] == v02.sig
+
+    v03 = sign_pcs(msgspec.structs.replace(v02, version="0.3"), signer, tenant_id="acme")
+    body = encode_pcs(v03)
+
+    def verifies(raw: bytes, tenant: str) -> bool:
+        record = msgspec.json.decode(raw)
+        try:
+            ring.verify(
+                full_record_message(record, tenant),
+                base64.b64decode(record["sig"]),
+                now=0.0,
+                full_record=True,
+            )
+        except SignatureError:
+            return False
+        return True
+
+    assert verifies(body, "acme") and not verifies(body, "other")  # the tenant is bound
+    again = stamp_attempt(body, 2, signer=signer, tenant_id="acme")
+    assert msgspec.json.decode(again)["attempt"] == 2 and verifies(again, "acme")
+    tampered = body.replace(b'"version":"0.3"', b'"version":"0.3","attempt":2')
+    assert not verifies(tampered, "acme")  # the attempt really is signed
+    assert stamp_attempt(body, 2, signer=None, tenant_id="acme") == body  # no key: kept as is
+    assert stamp_attempt(body, 1, signer=signer, tenant_id="acme") is body  # first: as queued
+    seq = stamp_outbox_seq(v03, 17, signer=signer, tenant_id="acme")
+    assert seq.ft is not None and seq.ft.outbox_seq == 17 and verifies(encode_pcs(seq), "acme")
+    assert stamp_outbox_seq(v03, 17, signer=None, tenant_id="acme") is v03

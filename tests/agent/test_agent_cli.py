@@ -81,9 +81,34 @@ def test_build_pcs_missing_key_is_a_usage_error(events: Path) -> None:
 
 def test_help_texts() -> None:
     for args in (["build-pcs"], ["agent"], ["agent", "run"], ["agent", "enqueue"],
-                 ["agent", "status"]):  # fmt: skip
+                 ["agent", "status"], ["agent", "dlq"], ["agent", "dlq", "list"],
+                 ["agent", "dlq", "requeue"], ["agent", "dlq", "drop"]):  # fmt: skip
         code, out, _ = run(*args, "--help")
         assert code == 0 and "Usage:" in out and len(out.splitlines()) > 4
+    for args in (["build-pcs"], ["agent", "enqueue"]):
+        _, out, _ = run(*args, "--help")
+        out = out[out.index("Options:") :]
+        for flag in ("--key", "--shard-id"):
+            block = out[out.index(flag) :].split("\n  -", 1)[0]
+            assert "[required]" in block, (args, flag)
+    _, out, _ = run("agent", "run", "--help")
+    assert "Needed with --in" in out and "--max-age" in out and "7d" in out
+
+
+def test_a_key_typed_on_the_command_line_gets_a_warning(events: Path, tmp_path: Path) -> None:
+    base = ["build-pcs", "--in", str(events), "--shard-id", "s", "--epoch", "1"]
+    code, _, err = run(*base, "--key", KEY)
+    assert code == 0 and "warning: a key given with --key is visible in ps" in err
+    assert "@FILE" in err and "env:VAR" in err and KEY not in err
+    keyfile = tmp_path / "k"
+    keyfile.write_text(KEY)
+    for args, env in (
+        (["--key", f"@{keyfile}"], None),
+        (["--key", "env:MY_KEY"], {"MY_KEY": KEY}),
+        ([], {"FLK_AGENT_KEY": KEY}),
+    ):
+        code, _, err = run(*base, *args, env=env)
+        assert code == 0 and err == "", args
 
 
 def test_agent_run_once_delivers_and_status_reports(tmp_path: Path) -> None:
@@ -94,46 +119,164 @@ def test_agent_run_once_delivers_and_status_reports(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     with Receiver([Answer(503, headers={"Retry-After": "0"})]) as rx:
         code, out, err = run(
-            "agent", "run", "--in", str(indir), "--endpoint", rx.url, "--key", KEY,
-            "--shard-id", "s", "--outbox", str(outbox), "--tenant-id", "acme", "--once",
-            "--backoff-base", "0",
+            "agent", "run", "--in", str(indir), "--endpoint", rx.url, "--shard-id", "s",
+            "--outbox", str(outbox), "--tenant-id", "acme", "--once", "--backoff-base", "0",
+            env={"FLK_AGENT_KEY": KEY},
         )  # fmt: skip
         assert code == 0, err
         bodies = [json.loads(s.body) for s in rx.seen]
     assert sorted(b["epoch"] for b in bodies) == [5, 5, 6, 7]  # one 503 then retried
     assert "pending: 0  acked: 3  dead-lettered: 0" in out
     assert err.count("queued: ") == 3
+    assert "retry: #1 attempt 1 failed: HTTP 503; next try in 0.0 s (Retry-After 0 s)" in err
     code, out, _ = run("agent", "status", "--outbox", str(outbox), "--json")
     assert json.loads(out)["pending"] == 0 and json.loads(out)["acked"] == 3
     code, out, _ = run("agent", "status", "--outbox", str(outbox))
-    assert out.splitlines()[:3] == ["pending: 0", "acked: 3", "dead-lettered: 0"]
+    assert out == "pending: 0  acked: 3  dead-lettered: 0\n"  # one line, as the README shows
 
 
-def test_agent_enqueue_then_run_without_inputs_and_dlq_exit_status(tmp_path: Path) -> None:
-    ev = write_csv(tmp_path / "e.csv", sample_rows(10))
+def test_dead_letters_exit_3_until_requeued_and_delivered_exactly_once(tmp_path: Path) -> None:
+    ev = write_csv(tmp_path / "e-0001.csv", sample_rows(10))
     outbox = str(tmp_path / "ob")
-    args = ["agent", "enqueue", "--in", str(ev), "--epoch", "1", "--key", KEY,
-            "--shard-id", "s", "--outbox", outbox]  # fmt: skip
-    assert run(*args)[0] == 0
-    code, _, err = run(*args)
+    env = {"FLK_AGENT_KEY": KEY}
+    args = ["agent", "enqueue", "--in", str(ev), "--shard-id", "s", "--outbox", outbox]
+    assert run(*args, env=env)[0] == 0
+    code, _, err = run(*args, env=env)
     assert code == 0 and "already queued" in err
     code, out, _ = run("agent", "status", "--outbox", outbox, "--json")
     assert json.loads(out)["pending"] == 1
     with Receiver(default=Answer(401, body={"error": "signature_invalid"})) as rx:
         code, out, err = run("agent", "run", "--endpoint", rx.url, "--outbox", outbox, "--once")
-    assert code == 1
-    assert "dead-lettered: 1" in out and "dlq.jsonl" in err
-    dead = json.loads((tmp_path / "ob" / "dlq.jsonl").read_text())
-    assert dead["status"] == 401 and dead["error"] == "signature_invalid"
+    assert code == 3, err
+    assert "pending: 0  acked: 0  dead-lettered: 1" in out
+    assert "error: 1 dead letter in the outbox:" in err
+    assert f"#1 {ev}: rejected, HTTP 401 signature_invalid" in err
+    assert "flk agent dlq requeue" in err
+    # a re-run queues nothing, delivers nothing, and still fails: the loss is not hidden
+    with Receiver() as rx:
+        code, out, err = run(
+            "agent", "run", "--in", str(ev), "--endpoint", rx.url, "--shard-id", "s",
+            "--outbox", outbox, "--once", env=env,
+        )  # fmt: skip
+        assert rx.count == 0
+    assert code == 3 and "dead-lettered earlier" in err and "dlq #1" in err
+    assert "1 dead letter in the outbox" in err
+    code, out, _ = run("agent", "status", "--outbox", outbox)
+    assert out.splitlines() == [
+        "pending: 0  acked: 0  dead-lettered: 1",
+        f"dead letters: see `flk agent dlq list --outbox {outbox}`",
+    ]
+    code, out, _ = run("agent", "dlq", "list", "--outbox", outbox)
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["ID", "REASON", "ATTEMPTS"] and "SOURCE" in header
+    assert row.split()[:4] == ["#1", "rejected", "1", "401"] and str(ev) in row
+    assert row.endswith("HTTP 401 signature_invalid")
+    code, out, _ = run("agent", "dlq", "list", "--outbox", outbox, "--json")
+    doc = json.loads(out)
+    assert (doc["id"], doc["reason"], doc["status"], doc["attempts"]) == (1, "rejected", 401, 1)
+    assert doc["source"] == str(ev) and doc["first_attempt_at"] and doc["last_attempt_at"]
+    assert KEY not in out
+    code, _, err = run("agent", "dlq", "requeue", "--outbox", outbox)
+    assert code == 2 and "IDs or --all" in err
+    code, _, err = run("agent", "dlq", "requeue", "--outbox", outbox, "7")
+    assert code == 2 and "no dead letter 7" in err
+    code, out, err = run("agent", "dlq", "requeue", "--outbox", outbox, "#1")
+    assert code == 0 and "requeued: #1 -> #" in err and "1 requeued" in out
+    with Receiver() as rx:
+        code, out, err = run("agent", "run", "--endpoint", rx.url, "--outbox", outbox, "--once")
+        assert code == 0, err
+        assert rx.count == 1  # exactly once
+    assert "pending: 0  acked: 1  dead-lettered: 0" in out
+    code, out, _ = run("agent", "dlq", "list", "--outbox", outbox)
+    assert out == "no dead letters\n"
+
+
+def test_drop_and_the_lock_of_a_running_agent(tmp_path: Path) -> None:
+    from fractal_lba.agent import Outbox
+
+    ev = write_csv(tmp_path / "e-0002.csv", sample_rows(10))
+    outbox = str(tmp_path / "ob")
+    run("agent", "enqueue", "--in", str(ev), "--shard-id", "s", "--outbox", outbox,
+        env={"FLK_AGENT_KEY": KEY})  # fmt: skip
+    with Receiver(default=Answer(400, body={"error": "invalid_pcs"})) as rx:
+        assert run("agent", "run", "--endpoint", rx.url, "--outbox", outbox, "--once")[0] == 3
+    with Outbox(outbox):  # as a running agent holds it
+        code, _, err = run("agent", "dlq", "drop", "--outbox", outbox, "1")
+        assert code == 2 and "in use by a running `flk agent run`" in err
+        code, out, _ = run("agent", "dlq", "list", "--outbox", outbox)  # reading works
+        assert "#1" in out
+    code, _, err = run("agent", "dlq", "drop", "--outbox", outbox, "x1")
+    assert code == 2 and "'x1' is not a dead letter id" in err
+    code, out, _ = run("agent", "dlq", "drop", "--outbox", outbox, "1")
+    assert code == 0 and out == "dropped: #1\n"
+    with Receiver() as rx:
+        code, _, _ = run("agent", "run", "--endpoint", rx.url, "--outbox", outbox, "--once")
+        assert code == 0 and rx.count == 0
+
+
+def test_status_shows_the_oldest_pending_entry_and_the_last_error(tmp_path: Path) -> None:
+    import httpx
+
+    from fractal_lba.agent import Deliverer, Outbox
+
+    ev = write_csv(tmp_path / "e-0003.csv", sample_rows(10))
+    outbox = str(tmp_path / "ob")
+    run("agent", "enqueue", "--in", str(ev), "--shard-id", "s", "--outbox", outbox,
+        env={"FLK_AGENT_KEY": KEY})  # fmt: skip
+    answer = httpx.Response(503, json={"error": "store_unavailable"})
+    client = httpx.Client(transport=httpx.MockTransport(lambda _req: answer))
+    with Outbox(outbox) as ob, Deliverer(ob, "http://v.test/x", client=client) as d:
+        d.deliver_pending(until=0)  # one attempt, then return instead of waiting
+    _, out, _ = run("agent", "status", "--outbox", outbox)
+    lines = out.splitlines()
+    assert lines[0] == "pending: 1  acked: 0  dead-lettered: 0"
+    assert lines[1].startswith("oldest pending: #1, queued ")
+    assert "; last error " in lines[1]
+    assert lines[1].endswith(" ago: HTTP 503 store_unavailable (#1, attempt 1)")
+    _, out, _ = run("agent", "status", "--outbox", outbox, "--json")
+    doc = json.loads(out)
+    assert doc["oldest_pending_lsn"] == 1 and 0 <= doc["oldest_pending_age_s"] < 600
+    assert doc["last_error"]["status"] == 503 and doc["last_error"]["attempts"] == 1
+
+
+def test_run_against_a_dead_endpoint_says_what_it_does(tmp_path: Path) -> None:
+    with Receiver() as rx:
+        url = rx.url  # closed once the receiver is gone
+    ev = write_csv(tmp_path / "e-0004.csv", sample_rows(10))
+    code, out, err = run(
+        "agent", "run", "--in", str(ev), "--endpoint", url, "--shard-id", "s",
+        "--outbox", str(tmp_path / "ob"), "--once", "--max-age", "1s",
+        "--backoff-base", "0.05", "--backoff-cap", "0.1", env={"FLK_AGENT_KEY": KEY},
+    )  # fmt: skip
+    assert code == 3
+    retries = [line for line in err.splitlines() if line.startswith("retry: ")]
+    assert retries and all("connection refused (ConnectError)" in r for r in retries)
+    assert "retry: #1 attempt 1 failed: connection refused (ConnectError); next try in" in err
+    assert "expired" in err and KEY not in err + out
+    code, _, err = run(
+        "agent", "run", "--endpoint", url, "--outbox", str(tmp_path / "ob"), "--max-age", "soon"
+    )
+    assert code == 2 and "--max-age" in err
 
 
 def test_agent_run_needs_epoch_from_option_or_file_name(tmp_path: Path) -> None:
     ev = write_csv(tmp_path / "events.csv", sample_rows(5))
     code, _, err = run(
-        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x", "--key", KEY,
+        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x",
         "--shard-id", "s", "--outbox", str(tmp_path / "ob"), "--once",
+        env={"FLK_AGENT_KEY": KEY},
     )  # fmt: skip
     assert code == 2 and "epoch" in err
+
+
+def test_agent_run_with_inputs_needs_a_key(tmp_path: Path) -> None:
+    ev = write_csv(tmp_path / "e-0001.csv", sample_rows(5))
+    code, _, err = run(
+        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x",
+        "--shard-id", "s", "--outbox", str(tmp_path / "ob"), "--once",
+        env={"FLK_AGENT_KEY": ""},
+    )  # fmt: skip
+    assert code == 2 and "missing option --key (needed with --in)" in err
 
 
 def test_status_of_missing_outbox(tmp_path: Path) -> None:
@@ -142,10 +285,10 @@ def test_status_of_missing_outbox(tmp_path: Path) -> None:
 
 
 # -- bad input through a real subprocess -----------------------------------------------------
-def _flk(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "FLK_AGENT_KEY"}
+def _flk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k != "FLK_AGENT_KEY"} | (env or {})
     return subprocess.run(
-        [FLK, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        [FLK, *args], capture_output=True, text=True, timeout=60, env=full, check=False
     )
 
 
@@ -185,7 +328,8 @@ def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 def test_bad_input_exits_with_one_clean_line(tmp_path: Path, case: str) -> None:
     (path, key, alg), expected = _bad_input_cases(tmp_path)[case]
     proc = _flk("build-pcs", "--in", path, "--shard-id", "s", "--epoch", "1",
-                "--key", key, "--alg", alg)  # fmt: skip
+                "--key", key if key.startswith("@") else "env:K", "--alg", alg,
+                env={"K": key})  # fmt: skip
     assert proc.returncode != 0
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
@@ -199,8 +343,9 @@ def test_bad_input_exits_with_one_clean_line(tmp_path: Path, case: str) -> None:
 def test_watch_loop_refuses_an_explicit_epoch(tmp_path: Path) -> None:
     ev = write_csv(tmp_path / "e.csv", sample_rows(5))
     code, _, err = run(
-        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x", "--key", KEY,
+        "agent", "run", "--in", str(ev), "--endpoint", "http://127.0.0.1:9/x",
         "--shard-id", "s", "--outbox", str(tmp_path / "ob"), "--epoch", "1",
+        env={"FLK_AGENT_KEY": KEY},
     )  # fmt: skip
     assert code == 2 and "--epoch needs --once" in err
     assert not (tmp_path / "ob").exists()

@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from agent_helpers import wait_for
 
 from fractal_lba.agent import AgentError, Stopped, StopSignal, epoch_for, expand_inputs
+from testkit import wait_until
 
 
 def test_a_stop_outside_a_sleep_is_kept_for_the_next_safe_point() -> None:
@@ -25,7 +25,7 @@ def test_sigterm_cuts_a_sleep_short() -> None:
     stop = StopSignal()
 
     def send_when_sleeping() -> None:
-        wait_for(lambda: stop._sleeping, what="the sleep to start")
+        wait_until(lambda: stop._sleeping, what="the sleep to start")
         os.kill(os.getpid(), signal.SIGTERM)
 
     sender = threading.Thread(target=send_when_sleeping)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from fractal_lba.agent.errors import KeySourceError
 from fractal_lba.agent.events import Events
 from fractal_lba.contract import (
@@ -16,11 +18,14 @@ from fractal_lba.contract import (
     SCHEMA,
     Signer,
     compute_pcs_id,
+    encode_pcs,
     make_signer,
+    sign_record,
     signing_input,
     validate_pcs,
 )
 from fractal_lba.signals import DEFAULT_PARAMS, SignalParams, compute_signals
+from fractal_lba_client.contract import DEFAULT_TENANT, FULL_RECORD_VERSIONS
 
 DEFAULT_SCALES: tuple[int, ...] = (2, 4, 8, 16, 32)
 DEFAULT_SEED = 42
@@ -73,8 +78,59 @@ def build_pcs(
         ft=FT(outbox_seq=outbox_seq) if outbox_seq else None,
         meta=dict(meta) if meta else None,
     )
-    pcs.sig = signer.sign(signing_input(signer.alg, pcs.version, pcs.signed_payload()))
-    return validate_pcs(pcs)
+    return validate_pcs(sign_pcs(pcs, signer))
+
+
+_structural = msgspec.json.Decoder(PCS)
+
+
+def sign_pcs(pcs: PCS, signer: Signer, *, tenant_id: str | None = None) -> PCS:
+    """Sign ``pcs`` in place and return it: the one place the agent signs.
+
+    0.1 / 0.2 sign the 8-field payload; full-record versions (0.3) sign the whole record
+    bound to ``tenant_id`` (the SDK's ``sign_record``; ``default`` when single-tenant).
+    """
+    if pcs.version in FULL_RECORD_VERSIONS:
+        pcs.sig = sign_record(msgspec.to_builtins(pcs), signer, tenant_id or DEFAULT_TENANT)
+    else:
+        pcs.sig = signer.sign(signing_input(signer.alg, pcs.version, pcs.signed_payload()))
+    return pcs
+
+
+def stamp_attempt(
+    body: bytes, attempt: int, *, signer: Signer | None, tenant_id: str | None
+) -> bytes:
+    """The queued PCS ``body`` with ``attempt`` set, re-signed when the signature covers it.
+
+    0.1 / 0.2 sign 8 fields, so setting ``attempt`` needs no key. Later versions sign the
+    whole record: with a ``signer`` the PCS is re-signed (microseconds for HMAC, tens for
+    Ed25519); without one it keeps the attempt it was queued with. The first attempt of a
+    PCS queued with ``attempt`` 1 is sent as queued, byte for byte.
+    """
+    pcs = _structural.decode(body)
+    if pcs.attempt == attempt:
+        return body
+    if pcs.version not in FULL_RECORD_VERSIONS:
+        pcs.attempt = attempt
+    elif signer is not None:
+        pcs.attempt = attempt
+        sign_pcs(pcs, signer, tenant_id=tenant_id)
+    else:
+        return body
+    return encode_pcs(pcs)
+
+
+def stamp_outbox_seq(pcs: PCS, seq: int, *, signer: Signer | None, tenant_id: str | None) -> PCS:
+    """A copy of ``pcs`` with ``ft.outbox_seq = seq``, re-signed when the signature covers it
+    (without a ``signer`` such a PCS is returned unchanged)."""
+    signed = pcs.version in FULL_RECORD_VERSIONS
+    if signed and signer is None:
+        return pcs
+    ft = pcs.ft if pcs.ft is not None else FT()
+    out = msgspec.structs.replace(pcs, ft=msgspec.structs.replace(ft, outbox_seq=seq))
+    if signed and signer is not None:
+        sign_pcs(out, signer, tenant_id=tenant_id)
+    return out
 
 
 def read_key_text(source: str) -> str:

@@ -128,7 +128,7 @@ def enqueue_files(
                 reporter.skipped(path, exc)
     created = 0
     for path, pcs in pairs:
-        res = outbox.enqueue(pcs, tenant_id=tenant_id)
+        res = outbox.enqueue(pcs, tenant_id=tenant_id, source=str(path), signer=spec.signer)
         created += res.created
         reporter.queued(path, pcs, res)
     return created

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from fractal_lba.agent.delivery import Deliverer, Result
+from fractal_lba.agent.delivery import Deliverer, DeliveryListener
 from fractal_lba.agent.ingest import (
     BuildSpec,
     IngestReporter,
@@ -74,14 +74,11 @@ class StopSignal:
                 signal.signal(sig, handler)
 
 
-class RunReporter(IngestReporter, Protocol):
+class RunReporter(IngestReporter, DeliveryListener, Protocol):
     """What the caller hears while the loop runs (files, then delivery progress)."""
 
     def delivery_started(self, pending: int) -> None:
         """A delivery round starts with ``pending`` entries."""
-
-    def delivered(self, result: Result) -> None:
-        """One entry was acked or dead-lettered."""
 
     def delivery_finished(self) -> None:
         """The delivery round is over."""
@@ -131,14 +128,15 @@ class AgentRunner:
         self._seen.update(file_stamp(p) for p in fresh)
         return created
 
-    def deliver(self) -> int:
-        """Deliver everything pending; returns how many were dead-lettered."""
+    def deliver(self, *, until: float | None = None) -> int:
+        """Deliver what is pending (with ``until``: stop waiting for retries at that clock
+        time, so the watch loop scans again); returns how many were dead-lettered."""
         pending = self.outbox.stats().pending
         if not pending:
             return 0
         self.reporter.delivery_started(pending)
         try:
-            report = self.deliverer.deliver_pending(self.reporter.delivered)
+            report = self.deliverer.deliver_pending(self.reporter, until=until)
         finally:
             self.reporter.delivery_finished()
         self.outbox.compact()  # drop sealed segments with nothing pending: stays bounded
@@ -159,7 +157,7 @@ class AgentRunner:
         try:
             while True:
                 self.scan(strict=once)
-                self.deliver()
+                self.deliver(until=None if once else self.deliverer.clock() + interval)
                 if once or self._stop():
                     return
                 sleep(interval)
