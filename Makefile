@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SDK := sdk/python
 SDK_VENV := .venv-sdk
 
-.PHONY: install run test test-sdk lint format bench
+.PHONY: install run test test-sdk lint format bench chaos
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP) lint
 	$(BIN)/mypy
 	$(BIN)/pytest
 	$(MAKE) test-sdk
+
+# Fault-injection scenarios at full length (make test runs shorter versions of the same tests):
+# a 2-minute verifier outage during agent delivery.
+chaos: $(STAMP)
+	FLK_AGENT_OUTAGE_S=120 $(BIN)/pytest -m chaos -p no:cacheprovider
 
 # The SDK installed alone (not editable) in a fresh venv, without the server package, and
 # its own tests run there: proves `pip install ./sdk/python` is enough.
