@@ -28,7 +28,7 @@ from fractal_lba.contract import (
 )
 from fractal_lba.policy import default_policy
 from fractal_lba.signals import budget, d_hat, regime
-from fractal_lba.verify import decide
+from fractal_lba.decision import decide
 
 SCALES = (2, 4, 8, 16, 32)
 _DIMS = (0.9, 1.0, 1.1, 1.2, 1.3, 1.4)

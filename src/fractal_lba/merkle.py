@@ -98,12 +98,15 @@ def consistency_proof(hashes: Sequence[bytes], size1: int) -> list[bytes]:
 
 
 def _chain_inner(seed: bytes, proof: Sequence[bytes], index: int) -> bytes:
+    """Hash ``seed`` up the inner proof levels: bit ``i`` of ``index`` says which side it is on."""
     for i, h in enumerate(proof):
         seed = node_hash(seed, h) if (index >> i) & 1 == 0 else node_hash(h, seed)
     return seed
 
 
 def _chain_inner_right(seed: bytes, proof: Sequence[bytes], index: int) -> bytes:
+    """Like :func:`_chain_inner`, but only the levels where ``seed`` is a right child (the old
+    tree's view: its left siblings only)."""
     for i, h in enumerate(proof):
         if (index >> i) & 1 == 1:
             seed = node_hash(h, seed)
@@ -111,12 +114,17 @@ def _chain_inner_right(seed: bytes, proof: Sequence[bytes], index: int) -> bytes
 
 
 def _chain_border_right(seed: bytes, proof: Sequence[bytes]) -> bytes:
+    """Hash ``seed`` up the right border of the tree, where every sibling is on the left."""
     for h in proof:
         seed = node_hash(h, seed)
     return seed
 
 
 def _decomp(index: int, size: int) -> tuple[int, int]:
+    """Split a proof for leaf ``index`` of a ``size`` tree into (inner, border) level counts:
+    ``inner`` = levels below where the paths to ``index`` and to the last leaf ``size - 1``
+    meet (bit length of their XOR); ``border`` = levels above it on the right border, one per
+    set bit of ``index`` above ``inner``."""
     inner = (index ^ (size - 1)).bit_length()
     border = bin(index >> inner).count("1")
     return inner, border
@@ -163,6 +171,8 @@ def verify_consistency(
     if any(len(h) != 32 for h in proof):
         raise ProofError("hashes must be 32 bytes")
     inner, border = _decomp(size1 - 1, size2)
+    # shift: trailing zero bits of size1 = height of the complete subtree (2**shift leaves)
+    # that ends the old tree; its root is a node of both trees, so the proof starts there.
     shift = (size1 & -size1).bit_length() - 1
     inner -= shift
     if size1 == 1 << shift:
@@ -172,6 +182,8 @@ def verify_consistency(
     if len(proof) != start + inner + border:
         raise ProofError(f"wrong proof size {len(proof)}, want {start + inner + border}")
     rest = proof[start:]
+    # mask: position of that subtree's root among the nodes of its level (size1 - 1 without
+    # the ``shift`` bits below it): the path from there up, for both trees.
     mask = (size1 - 1) >> shift
     hash1 = _chain_border_right(_chain_inner_right(seed, rest[:inner], mask), rest[inner:])
     if hash1 != root1:

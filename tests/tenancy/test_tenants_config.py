@@ -14,8 +14,8 @@ from tenancy_helpers import b64_32, ed25519_pair, vrf_public_b64, write_toml
 from fractal_lba.config import Settings
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import default_policy
-from fractal_lba.tenancy import TenantRegistry, build_resolver
-from fractal_lba.tenancy.registry import load_tenants
+from fractal_lba.tenancy import MultiTenantResolver, build_resolver
+from fractal_lba.tenancy.factory import load_tenants
 from fractal_lba.tenancy.tenants_file import (
     TenantDefaults,
     parse_rfc3339,
@@ -100,7 +100,7 @@ def test_yaml_file_and_tenants_env_together(tmp_path: Path) -> None:
         {"MULTI_TENANT": "true", "TENANTS_FILE": str(path), "TENANTS": "beta:hmac:beta-key"}
     )
     resolver, _ = build_resolver(settings, POLICY)
-    assert isinstance(resolver, TenantRegistry)
+    assert isinstance(resolver, MultiTenantResolver)
     assert sorted(t.id for t in resolver.tenants()) == ["acme", "beta"]
     acme = resolver.resolve("acme")
     assert acme.daily_quota == 10 and acme.keyring is not None

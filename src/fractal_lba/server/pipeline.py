@@ -43,6 +43,7 @@ from fractal_lba.contract import (
     decode_pcs,
     decode_signature,
 )
+from fractal_lba.decision import SanityRejected, VerifyResult, decide, encode_result, signal_params
 from fractal_lba.privacy.gate import PiiGate, PiiVerdict
 from fractal_lba.server.inbox import Admit
 from fractal_lba.server.logs import LOGGER_NAME
@@ -50,7 +51,6 @@ from fractal_lba.server.metrics import Metrics, TenantCounters
 from fractal_lba.signals import SignalParams
 from fractal_lba.stores import DedupStore, StoredOutcome, StoreError
 from fractal_lba.tenancy import Tenant
-from fractal_lba.verify import SanityRejected, VerifyResult, decide, encode_result, signal_params
 
 log = logging.getLogger(LOGGER_NAME)
 

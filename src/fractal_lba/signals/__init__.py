@@ -15,7 +15,7 @@ from fractal_lba.signals.geometry import (
     d_hat,
     directions,
 )
-from fractal_lba.signals.policy import DEFAULT_PARAMS, Regime, SignalParams, budget, regime
+from fractal_lba.signals.regime_budget import DEFAULT_PARAMS, Regime, SignalParams, budget, regime
 from fractal_lba.signals.rows import (
     canonical_rows,
     canonical_text,

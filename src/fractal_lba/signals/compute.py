@@ -18,7 +18,7 @@ from fractal_lba.signals.geometry import (
     coherence,
     d_hat,
 )
-from fractal_lba.signals.policy import DEFAULT_PARAMS, Regime, SignalParams, budget, regime
+from fractal_lba.signals.regime_budget import DEFAULT_PARAMS, Regime, SignalParams, budget, regime
 from fractal_lba.signals.rows import PendingRowSummary
 
 

@@ -1,4 +1,5 @@
-"""Tenant resolution (step 1 of the submit path) and the single-tenant setup from Settings."""
+"""Tenant resolution (step 1 of the submit path): the single- and multi-tenant resolvers, and
+the single-tenant setup from Settings."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fractal_lba.config import Settings
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
-from fractal_lba.tenancy.errors import UnknownTenant
+from fractal_lba.tenancy.errors import MissingTenant, UnknownTenant
 from fractal_lba.tenancy.model import DEFAULT_TENANT, Tenant, VrfSettings
 
 log = logging.getLogger("fractal_lba.tenancy")
@@ -48,6 +49,32 @@ class SingleTenantResolver:
 
     def tenants(self) -> Sequence[Tenant]:
         return (self._tenant,)
+
+
+class MultiTenantResolver:
+    """Multi-tenant resolver: an immutable id -> :class:`Tenant` map."""
+
+    def __init__(self, tenants: Sequence[Tenant]) -> None:
+        self._by_id = {t.id: t for t in tenants}
+        self._tenants = tuple(tenants)
+
+    def resolve(self, header: str | None) -> Tenant:
+        if header is None:
+            raise MissingTenant("X-Tenant-Id header is required in multi-tenant mode")
+        tenant = self._by_id.get(header)
+        if tenant is None:
+            raise UnknownTenant("unknown tenant")
+        return tenant
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant with this id, or None."""
+        return self._by_id.get(tenant_id)
+
+    def tenants(self) -> Sequence[Tenant]:
+        return self._tenants
+
+    def __repr__(self) -> str:
+        return f"MultiTenantResolver(tenants={sorted(self._by_id)!r})"
 
 
 def load_or_create_local_key(path: Path) -> tuple[str, bool]:

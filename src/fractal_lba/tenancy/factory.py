@@ -1,4 +1,4 @@
-"""Which tenants this server serves: built from Settings (+ tenants file), swapped on reload.
+"""Tenancy from Settings: the tenant resolver (+ tenants file, swapped on reload) and the limiter.
 
 :func:`build_resolver` is the one entry point for both modes. It builds a complete, validated
 resolver or raises :class:`~fractal_lba.errors.ConfigError`; the server swaps its single
@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from fractal_lba.config import Settings
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
-from fractal_lba.tenancy.errors import MissingTenant, UnknownTenant
 from fractal_lba.tenancy.limiter import RateLimiter, TokenBucketLimiter
 from fractal_lba.tenancy.model import Tenant
 from fractal_lba.tenancy.quota import create_quota_store
-from fractal_lba.tenancy.resolver import SingleTenantResolver, TenantResolver, single_tenant
+from fractal_lba.tenancy.resolver import (
+    MultiTenantResolver,
+    SingleTenantResolver,
+    TenantResolver,
+    single_tenant,
+)
 from fractal_lba.tenancy.tenants_file import (
     TenantDefaults,
     load_tenants_file,
@@ -28,32 +32,6 @@ from fractal_lba.tenancy.tenants_file import (
 )
 
 log = logging.getLogger("fractal_lba.tenancy")
-
-
-class TenantRegistry:
-    """Multi-tenant resolver: an immutable id -> :class:`Tenant` map."""
-
-    def __init__(self, tenants: Sequence[Tenant]) -> None:
-        self._by_id = {t.id: t for t in tenants}
-        self._tenants = tuple(tenants)
-
-    def resolve(self, header: str | None) -> Tenant:
-        if header is None:
-            raise MissingTenant("X-Tenant-Id header is required in multi-tenant mode")
-        tenant = self._by_id.get(header)
-        if tenant is None:
-            raise UnknownTenant("unknown tenant")
-        return tenant
-
-    def get(self, tenant_id: str) -> Tenant | None:
-        """The tenant with this id, or None."""
-        return self._by_id.get(tenant_id)
-
-    def tenants(self) -> Sequence[Tenant]:
-        return self._tenants
-
-    def __repr__(self) -> str:
-        return f"TenantRegistry(tenants={sorted(self._by_id)!r})"
 
 
 def defaults_from(settings: Settings) -> TenantDefaults:
@@ -109,7 +87,7 @@ def build_resolver(
     for t in tenants:
         if t.keyring is not None and not any(k.active(at) for k in t.keyring.keys):
             log.warning("tenant has no active key right now", extra={"tenant_id": t.id})
-    return TenantRegistry(tenants), None
+    return MultiTenantResolver(tenants), None
 
 
 def create_limiter(settings: Settings, *, clock: Callable[[], float] = time.time) -> RateLimiter:

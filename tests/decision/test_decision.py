@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from fractal_lba.contract import PCS, compute_pcs_id
+from fractal_lba.decision import SanityRejected, decide, encode_result, signal_params
 from fractal_lba.policy import Policy, SanitySettings, default_policy
 from fractal_lba.signals import budget, regime
-from fractal_lba.verify import SanityRejected, decide, encode_result, signal_params
 
 POLICY = default_policy()
 SP = signal_params(POLICY)

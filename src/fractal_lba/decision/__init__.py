@@ -1,6 +1,6 @@
 """Verification of a signature-checked PCS under a policy: the SPEC decision table."""
 
-from fractal_lba.verify.decision import (
+from fractal_lba.decision.table import (
     SanityRejected,
     VerifyResult,
     decide,
