@@ -38,6 +38,8 @@ LIMITER_BACKENDS: tuple[str, ...] = ("memory", "redis")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 VRF_MODES: tuple[str, ...] = ("enforce", "report_only")
 LOCAL_HMAC_KEY_FILE = "hmac.key"
+SUPERVISOR_PID_ENV = "FLK_SUPERVISOR_PID"
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -152,6 +154,14 @@ class Settings:
     """Key of the keyed-hash tokens (``None``: ``DATA_DIR/keys/pii_hash.key``)."""
     # Accepted and validated for a later issue; enabling it is refused until implemented.
     policy_registry: Path | None = None
+    # Process wiring and test hooks: set by ``flk serve`` for its workers or by tests, never
+    # needed in a deployment's own configuration.
+    supervisor_pid: int | None = None
+    """``FLK_SUPERVISOR_PID``: the ``flk serve --workers N`` supervisor (rolling restarts)."""
+    prometheus_multiproc_dir: Path | None = None
+    """``PROMETHEUS_MULTIPROC_DIR``: several workers share their metrics through files here."""
+    bench_null_endpoint: bool = False
+    """``FLK_BENCH_NULL_ENDPOINT``: ``POST /v1/bench/null[-starlette]`` answer a fixed 200."""
 
     def __post_init__(self) -> None:
         if self.audit.data_dir != self.data_dir:  # one DATA_DIR, also when built by hand
@@ -188,10 +198,13 @@ class Settings:
         return max(0.05, min(2.0, self.request_timeout / 2.5))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Parse ``env`` (default ``os.environ``); raise ConfigError naming the variable."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, overrides: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Parse ``env`` (default ``os.environ``) with ``overrides`` on top (command-line
+        options); raise ConfigError naming the variable."""
         e = os.environ if env is None else env
-        p = _Parser(e)
+        p = _Parser({**e, **overrides} if overrides else e)
         sign_alg = p.choice("PCS_SIGN_ALG", SIGN_ALGS, "hmac")
         hmac_keys = p.hmac_keys()
         ed_keys = p.ed25519_keys()
@@ -246,11 +259,28 @@ class Settings:
             pii_wal_retention=p.duration("PII_WAL_RETENTION", 3600.0),
             pii_hash_key=p.secret_or_file("PII_HASH_KEY"),
             policy_registry=p.path("POLICY_REGISTRY"),
+            supervisor_pid=p.optional_integer(SUPERVISOR_PID_ENV, lo=1, hi=2**31),
+            prometheus_multiproc_dir=p.path(PROMETHEUS_MULTIPROC_ENV),
+            bench_null_endpoint=p.boolean("FLK_BENCH_NULL_ENDPOINT", False),
         )
         check_tenancy(settings)
         check_vrf(settings)
         refuse_unimplemented(settings)
         return settings
+
+
+def export_to_workers(
+    overrides: Mapping[str, str], *, prometheus_multiproc_dir: Path, supervisor_pid: int
+) -> None:
+    """Hand the configuration to ``flk serve``'s worker processes, which build their own
+    Settings from the environment: the command-line ``overrides``, the shared metrics
+    directory (read by prometheus_client itself) and the supervisor's PID.
+
+    The one writer of the environment, next to its one reader (:meth:`Settings.from_env`).
+    """
+    os.environ.update(overrides)
+    os.environ[PROMETHEUS_MULTIPROC_ENV] = str(prometheus_multiproc_dir)
+    os.environ[SUPERVISOR_PID_ENV] = str(supervisor_pid)
 
 
 def failpoints_from_env(env: Mapping[str, str] | None = None) -> str | None:
@@ -383,6 +413,11 @@ class _Parser:
 
     def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
         return self._convert(name, default, int, f"an integer in [{lo}, {hi}]", lo, hi)
+
+    def optional_integer(self, name: str, *, lo: int, hi: int) -> int | None:
+        if self.raw(name) is None:
+            return None
+        return self.integer(name, 0, lo=lo, hi=hi)
 
     def number(self, name: str, default: float, *, lo: float, hi: float = math.inf) -> float:
         bound = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"

@@ -9,23 +9,23 @@ import pytest
 
 from fractal_lba.config import Settings
 from fractal_lba.server import create_app
-from fractal_lba.server.app import BENCH_NULL_ENV, BENCH_NULL_PATH, BENCH_STARLETTE_NULL_PATH
+from fractal_lba.server.app import BENCH_NULL_PATH
+from fractal_lba.server.routes.bench import BENCH_STARLETTE_NULL_PATH
 
 pytestmark = pytest.mark.anyio
+
+BENCH_NULL_ENV = "FLK_BENCH_NULL_ENDPOINT"
 
 
 @pytest.mark.parametrize("path", [BENCH_NULL_PATH, BENCH_STARLETTE_NULL_PATH])
 @pytest.mark.parametrize(("flag", "status"), [(None, 404), ("0", 404), ("1", 200)])
 async def test_null_endpoint_is_off_unless_enabled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str | None, status: int, path: str
+    tmp_path: Path, flag: str | None, status: int, path: str
 ) -> None:
-    if flag is None:
-        monkeypatch.delenv(BENCH_NULL_ENV, raising=False)
-    else:
-        monkeypatch.setenv(BENCH_NULL_ENV, flag)
-    settings = Settings.from_env(
-        {"DATA_DIR": str(tmp_path / "d"), "PCS_HMAC_KEY": "k", "DEDUP_BACKEND": "memory"}
-    )
+    env = {"DATA_DIR": str(tmp_path / "d"), "PCS_HMAC_KEY": "k", "DEDUP_BACKEND": "memory"}
+    if flag is not None:
+        env[BENCH_NULL_ENV] = flag
+    settings = Settings.from_env(env)
     app = create_app(settings)
     async with app.running():
         transport = httpx.ASGITransport(app=app)

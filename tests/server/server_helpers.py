@@ -154,8 +154,14 @@ class CountingStore:
         await self.inner.close()
 
 
+class _NoFsyncs:
+    fsyncs = 0
+
+
 class ListAudit:
     """In-memory AuditLog for logic tests (the WORM log has its own tests)."""
+
+    stats = _NoFsyncs()
 
     def __init__(self, entries: list[AuditEntry] | None = None) -> None:
         self.entries: list[AuditEntry] = entries if entries is not None else []

@@ -22,6 +22,7 @@ from fractal_lba.config import Settings
 from fractal_lba.contract import Secret
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import default_policy
+from fractal_lba.server import create_app
 from fractal_lba.tenancy.resolver import single_tenant
 
 Make = Callable[..., Any]
@@ -111,6 +112,17 @@ def test_with_a_key_no_file_is_written(tmp_path: Path) -> None:
     s = Settings.from_env({"DATA_DIR": str(tmp_path), "PCS_HMAC_KEY": "k"})
     _, path = single_tenant(s, default_policy())
     assert path is None and not (tmp_path / "hmac.key").exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+async def test_create_app_opens_nothing_startup_does(tmp_path: Path, backend: str) -> None:
+    """create_app creates no file or directory (not even the local key); startup does."""
+    data = tmp_path / "data"
+    app = create_app(Settings.from_env({"DATA_DIR": str(data), "DEDUP_BACKEND": backend}))
+    assert not data.exists()
+    async with app.running():
+        assert (data / "hmac.key").is_file()
 
 
 @pytest.mark.anyio
@@ -246,7 +258,7 @@ def test_the_serving_process_tunes_the_gc_and_the_library_does_not(tmp_path: Pat
     importing or building the app elsewhere (tests, embedding) leaves the GC alone."""
     code = (
         "import gc, json\n"
-        "from fractal_lba.server.app import GC_THRESHOLDS, app_from_env, create_app\n"
+        "from fractal_lba.server.factory import GC_THRESHOLDS, app_from_env, create_app\n"
         "from fractal_lba.config import Settings\n"
         "create_app(Settings.from_env())\n"
         "before = gc.get_threshold()\n"

@@ -8,8 +8,22 @@ from typing import Protocol
 from fractal_lba.audit.entry import AuditEntry
 
 
+class AuditStats(Protocol):
+    """Write counters of an audit log that the server exports."""
+
+    @property
+    def fsyncs(self) -> int:
+        """fdatasync calls so far (``flk_audit_fsyncs_total``)."""
+        ...
+
+
 class AuditLog(Protocol):
     """Durable, chained audit log (step 10 of the submit path)."""
+
+    @property
+    def stats(self) -> AuditStats:
+        """Write counters (read after each request to export the fsync count)."""
+        ...
 
     async def start(self) -> None:
         """Open/recover the log; start the group-commit writer. Call inside the event loop."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from fractal_lba.config import Settings
+from fractal_lba.config import Settings, export_to_workers
 from fractal_lba.errors import ConfigError
 
 MULTIPROC_DIRNAME = "prometheus-multiproc"
@@ -50,7 +50,7 @@ def serve(
         }.items()
         if value is not None
     }
-    settings = Settings.from_env({**os.environ, **overrides})
+    settings = Settings.from_env(overrides=overrides)
     if workers > 1 and settings.dedup_backend == "memory":
         raise ConfigError(
             "DEDUP_BACKEND=memory keeps outcomes inside one process; it cannot be used with "
@@ -59,15 +59,15 @@ def serve(
 
     import uvicorn
 
-    from fractal_lba.server.app import SUPERVISOR_PID_ENV, app_from_env
+    from fractal_lba.policy import default_policy
+    from fractal_lba.server.factory import app_from_env
     from fractal_lba.server.logs import LOGGER_NAME, configure_logging
+    from fractal_lba.tenancy import build_resolver
 
     configure_logging(settings.log_level)
-    if settings.multi_tenant:
-        from fractal_lba.policy import default_policy
-        from fractal_lba.tenancy import build_resolver
-
-        build_resolver(settings, default_policy())  # a bad tenants file: one line, exit 2
+    # The app loads its tenants at startup; check them here once, so that a bad tenants
+    # file or key file ends the command with one line and exit status 2.
+    build_resolver(settings, default_policy())
     logging.getLogger(LOGGER_NAME).info(
         "serving on http://%s:%d with %d worker(s), dedup backend %s, data in %s",
         settings.host, settings.port, workers, settings.dedup_backend, settings.data_dir,
@@ -87,18 +87,16 @@ def serve(
     if workers == 1:
         uvicorn.run(app_from_env(settings), **common)  # type: ignore[arg-type]
         return
-    # Workers are separate processes that build their Settings from the environment.
-    os.environ.update(overrides)
+    # Workers are separate processes that build their Settings from the environment. A
+    # worker that reloads its tenants asks this supervisor for a rolling restart (SIGHUP),
+    # so every worker picks up the new file.
     mp_dir = settings.data_dir / MULTIPROC_DIRNAME
     shutil.rmtree(mp_dir, ignore_errors=True)
     mp_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
-    # A worker that reloads its tenants asks this supervisor for a rolling restart (SIGHUP),
-    # so every worker picks up the new file.
-    os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
+    export_to_workers(overrides, prometheus_multiproc_dir=mp_dir, supervisor_pid=os.getpid())
     app_from_env(settings)  # fail here, once, on a configuration problem
     uvicorn.run(
-        "fractal_lba.server.app:app_from_env",
+        "fractal_lba.server.factory:app_from_env",
         factory=True,
         workers=workers,
         **common,  # type: ignore[arg-type]

@@ -1,22 +1,25 @@
 """Steps 3-10 of the submit path (SPEC section 4), shared by live requests and WAL replay.
 
-The order is a contract and reads top to bottom in :meth:`Pipeline.process`:
+The order is data: :data:`PIPELINE_STEPS`, one :class:`~fractal_lba.server.step.Step` per
+SPEC item, run in that order by :meth:`Pipeline.process`:
 
-3. parse + validate (and ``X-PCS-Schema-Version`` == body version)        -> 400
-4. PII gate (:mod:`fractal_lba.privacy.gate`): block -> 400 ``pii_detected``; never changes
-   the PCS that is verified, only what is written about it
-5. signature with the tenant's active keys, at the request's receive time -> 401
-6. VRF gate (:mod:`fractal_lba.adversarial.vrf_gate`) -> 401 ``vrf_invalid`` (enforce), or
+3. ``parse``: parse + validate (and ``X-PCS-Schema-Version`` == body version)    -> 400
+4. ``pii_gate`` (tenants that scan): block -> 400 ``pii_detected``; never changes the PCS
+   that is verified, only what is written about it
+5. ``signature_verification`` with the tenant's active keys, at receive time     -> 401
+6. ``vrf_verification`` (tenants that require VRF) -> 401 ``vrf_invalid`` (enforce), or
    counted and noted in the audit reason (report_only); never a signature error
-7. dedup lookup ``(tenant_id, pcs_id)``: replay the stored outcome, or 422 on a different
+7. ``dedup_lookup`` ``(tenant_id, pcs_id)``: replay the stored outcome, or 422 on a different
    signed payload
-8. ``decide`` under the tenant's policy
-9. ``put_if_absent`` (first write wins; a loser answers with the winner's outcome)
-10. audit append (durable), metrics; the caller then answers and marks the WAL outcome
+8. ``verification``: ``decide`` under the tenant's policy
+9. ``dedup_write``: ``put_if_absent`` (first write wins; a loser answers with the winner's)
+10. ``audit_append`` (durable), metrics; the caller then answers and marks the WAL outcome
 
-Nothing touches the dedup store before step 5 passed. A store or audit failure yields a
-non-final 503 :class:`Reply`: the request stays pending in the WAL and is retried later, so
-every admitted request still ends with exactly one outcome and one audit entry.
+A step raising :class:`ValidationError` (3-4) is answered 400 and one raising
+:class:`SignatureError` (5) 401, both audited as ``rejected``. Nothing touches the dedup
+store before step 5 passed. A store or audit failure yields a non-final 503 :class:`Reply`:
+the request stays pending in the WAL and is retried later, so every admitted request still
+ends with exactly one outcome and one audit entry.
 """
 
 from __future__ import annotations
@@ -30,9 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import msgspec
-
-from fractal_lba.adversarial.vrf_gate import VrfGate
 from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.audit.entry import Outcome as AuditOutcome
 from fractal_lba.config import Settings
@@ -43,93 +43,180 @@ from fractal_lba.contract import (
     decode_pcs,
     decode_signature,
 )
-from fractal_lba.decision import SanityRejected, VerifyResult, decide, encode_result, signal_params
-from fractal_lba.privacy.gate import PiiGate, PiiVerdict
+from fractal_lba.decision import SanityRejected, VerifyResult, decide, encode_result
+from fractal_lba.privacy.gate import PiiVerdict
 from fractal_lba.server.inbox import Admit
 from fractal_lba.server.logs import LOGGER_NAME
-from fractal_lba.server.metrics import Metrics, TenantCounters
-from fractal_lba.signals import SignalParams
+from fractal_lba.server.metrics import Metrics
+from fractal_lba.server.step import Step
+from fractal_lba.server.submission import JSON_HEADERS as JSON_HEADERS
+from fractal_lba.server.submission import REPLAYED_HEADERS, PipelineStepFn, Submission
+from fractal_lba.server.submission import Reply as Reply
+from fractal_lba.server.submission import TenantContext as TenantContext
+from fractal_lba.server.submission import error_body as error_body
 from fractal_lba.stores import DedupStore, StoredOutcome, StoreError
-from fractal_lba.tenancy import Tenant
 
 log = logging.getLogger(LOGGER_NAME)
 
-Headers = tuple[tuple[bytes, bytes], ...]
-JSON_HEADERS: Headers = ((b"content-type", b"application/json"),)
-REPLAYED_HEADERS: Headers = (*JSON_HEADERS, (b"idempotent-replayed", b"true"))
 RETRY_AFTER_S = 1
 
-_json = msgspec.json.Encoder()
+
+# --- the steps -------------------------------------------------------------------------------
 
 
-def error_body(error: str, field: str | None = None, detail: str | None = None) -> bytes:
-    """``{"error", "field", "detail"}`` JSON; callers never pass request values."""
-    obj: dict[str, str] = {"error": error}
-    if field is not None:
-        obj["field"] = field
-    if detail is not None:
-        obj["detail"] = detail
-    return _json.encode(obj)
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The HTTP answer to one admitted request.
-
-    ``final`` is False for a 503 after admission: no outcome was reached, the WAL record stays
-    pending and the request is retried (live deferral, or replay at the next start).
-    """
-
-    status: int
-    body: bytes
-    headers: Headers = JSON_HEADERS
-    final: bool = True
-    reason: str | None = None
-    pcs_id: str | None = None
-    scrub: bool = False
-    """The raw body held PII under block/redact: it must leave the inbox WAL within
-    ``PII_WAL_RETENTION`` of this outcome."""
-
-
-@dataclass(frozen=True, slots=True)
-class TenantContext:
-    """Per-tenant state prepared once at startup: metric children, policy hash, params."""
-
-    tenant: Tenant
-    counters: TenantCounters
-    params: SignalParams
-    policy_hash: str
-    dedup_ttl: float
-    limited: bool
-    vrf: VrfGate | None = None
-    pii: PiiGate | None = None
-    """The tenant's prepared PII gate (None: scanning is off for it)."""
-
-    @classmethod
-    def build(
-        cls,
-        tenant: Tenant,
-        metrics: Metrics,
-        *,
-        global_limit: bool = False,
-        pii: PiiGate | None = None,
-    ) -> TenantContext:
-        """Prepare ``tenant`` for the hot path (``global_limit``: a global rate applies)."""
-        policy = tenant.policy
-        return cls(
-            tenant=tenant,
-            counters=metrics.tenant(tenant.id),
-            params=signal_params(policy),
-            policy_hash=policy.hash(),
-            dedup_ttl=float(policy.params.dedup_ttl),
-            limited=tenant.limited or global_limit,
-            vrf=(
-                None
-                if tenant.vrf is None
-                else VrfGate.for_tenant(tenant.id, tenant.vrf.public_key, tenant.vrf.mode)
-            ),
-            pii=pii,
+async def parse(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 3: strict decode and schema validation; the signature's bytes decoded too."""
+    adm = s.adm
+    pcs = decode_pcs(adm.body)
+    if adm.schema_header is not None and adm.schema_header != pcs.version:
+        raise ValidationError(
+            "X-PCS-Schema-Version",
+            "header must equal the body's version",
+            code="schema_version_mismatch",
         )
+    s.sig = decode_signature(pcs.sig) if s.ctx.tenant.keyring is not None else b""
+    s.pcs = pcs
+    return None
+
+
+async def pii_gate(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 4 (:mod:`fractal_lba.privacy.gate`): block -> 400 ``pii_detected``; the verdict
+    shapes only what is written about the record (``s.pcs`` stays as received)."""
+    gate, pcs = s.ctx.pii, s.pcs
+    assert gate is not None and pcs is not None
+    verdict = gate.check(pcs)
+    if verdict is None:
+        return None
+    s.pii = verdict
+    p.count_pii(verdict)
+    if verdict.action == "block":
+        err = verdict.error()
+        return await p.rejected(s, None, 400, error_body(err.code, err.field, err.detail), err.code)
+    return None
+
+
+def _pii_applies(ctx: TenantContext) -> bool:
+    """Tenants whose PII scanning is on (their ``pii`` table, else PII_SCAN_MODE)."""
+    return ctx.pii is not None
+
+
+async def signature_verification(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 5: the tenant's active keys at the request's receive time (raises SignatureError)."""
+    pcs = s.pcs
+    assert pcs is not None
+    tenant = s.ctx.tenant
+    keyring = tenant.keyring
+    payload = pcs.signed_payload()
+    if keyring is None:
+        p.metrics.unsigned.inc()
+        log.warning(
+            "UNSAFE: signature verification is disabled (PCS_SIGN_ALG=none)",
+            extra={"pcs_id": pcs.pcs_id, "tenant_id": tenant.id},
+        )
+    elif keyring.verify(payload, s.sig, s.adm.received_at).legacy_digest:
+        p.metrics.legacy_digest.inc()
+    s.payload = payload
+    s.payload_hash = hashlib.sha256(payload).hexdigest()
+    return None
+
+
+async def vrf_verification(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 6 (:mod:`fractal_lba.adversarial.vrf_gate`): 401 ``vrf_invalid`` in enforce mode;
+    in report_only counted and noted in the audit reason. Never a signature error."""
+    gate = s.ctx.vrf
+    pcs = s.pcs
+    assert gate is not None and pcs is not None
+    failure = gate.check(pcs)
+    if failure is None:
+        p.metrics.vrf_verified.inc()
+        return None
+    p.metrics.vrf_invalid.labels(reason=failure.reason, mode=gate.mode).inc()
+    s.ctx.counters.vrf_invalid.inc()
+    if gate.enforce:
+        body = error_body("vrf_invalid", failure.field, failure.detail)
+        return await p.rejected(s, pcs, 401, body, failure.audit_reason)
+    s.note = failure.audit_reason
+    return None
+
+
+def _vrf_applies(ctx: TenantContext) -> bool:
+    """Only tenants that require VRF run the gate."""
+    return ctx.vrf is not None
+
+
+async def dedup_lookup(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 7: a stored outcome answers (replay, duplicate or 422 conflict)."""
+    pcs = s.pcs
+    assert pcs is not None
+    try:
+        hit = await p.store.get(s.ctx.tenant.id, pcs.pcs_id)
+    except StoreError:
+        return p.unavailable("get")
+    if hit is not None:
+        return await p.stored(s, hit)
+    return None
+
+
+async def verification(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 8: the decision table under the tenant's policy (a sanity 400 is stored too)."""
+    pcs = s.pcs
+    assert pcs is not None
+    ctx = s.ctx
+    try:
+        result = decide(
+            pcs, ctx.tenant.id, ctx.tenant.policy, strict=p.settings.strict_mode,
+            params=ctx.params,
+        )  # fmt: skip
+    except SanityRejected as exc:
+        s.status, s.body, s.reason = 400, error_body(exc.code, exc.field, exc.detail), exc.code
+        p.metrics.sanity_failed.labels(check=exc.field).inc()
+        return None
+    s.result = result
+    s.status, s.body, s.reason = result.status_code, encode_result(result), result.reason
+    return None
+
+
+async def dedup_write(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 9: first write wins; the loser of a race answers with the winner's outcome."""
+    pcs = s.pcs
+    assert pcs is not None
+    adm, ctx = s.adm, s.ctx
+    mine = StoredOutcome(s.status, s.body, s.payload_hash, adm.request_id, p.clock())
+    try:
+        winner = await p.store.put_if_absent(ctx.tenant.id, pcs.pcs_id, mine, ctx.dedup_ttl)
+    except StoreError:
+        return p.unavailable("put")
+    if winner.request_id != adm.request_id:
+        return await p.stored(s, winner)
+    return None
+
+
+async def audit_append(p: Pipeline, s: Submission) -> Reply | None:
+    """Step 10: the outcome's audit entry (durable), then the metrics; the answer."""
+    pcs = s.pcs
+    assert pcs is not None
+    result = s.result
+    if result is None:
+        return await p.rejected(s, pcs, 400, s.body, s.reason)
+    status = s.status
+    outcome: AuditOutcome = "accepted" if status == 200 else "escalated"
+    if not await p.record_audit(s, pcs, outcome, status, _noted(s.reason, s.note)):
+        return p.unavailable("audit")
+    p.count_result(s.ctx, result)
+    return Reply(status, s.body, reason=s.reason, pcs_id=pcs.pcs_id, scrub=_scrub(s.pii))
+
+
+PIPELINE_STEPS: tuple[Step[PipelineStepFn], ...] = (
+    Step("3", "parse", parse),
+    Step("4", "pii_gate", pii_gate, _pii_applies),
+    Step("5", "signature_verification", signature_verification),
+    Step("6", "vrf_verification", vrf_verification, _vrf_applies),
+    Step("7", "dedup_lookup", dedup_lookup),
+    Step("8", "verification", verification),
+    Step("9", "dedup_write", dedup_write),
+    Step("10", "audit_append", audit_append),
+)
+"""Steps 3-10 in SPEC order; :meth:`Pipeline.steps_for` picks a tenant's."""
 
 
 def _iso(ts: float) -> str:
@@ -153,7 +240,8 @@ def _second(sec: int) -> str:
 
 @dataclass
 class Pipeline:
-    """Runs steps 3-10 for one admitted request; holds no per-request state."""
+    """Runs a tenant's steps 3-10 for one admitted request; holds no per-request state, and
+    the outcome helpers the steps answer with (stored, rejected, unavailable, audit)."""
 
     settings: Settings
     store: DedupStore
@@ -162,103 +250,28 @@ class Pipeline:
     clock: Callable[[], float] = time.time
     _unavailable: dict[str, Reply] = field(default_factory=dict)
 
+    @staticmethod
+    def steps_for(ctx: TenantContext) -> tuple[PipelineStepFn, ...]:
+        """The step functions of :data:`PIPELINE_STEPS` that apply to a tenant, in order."""
+        return tuple(step.run for step in PIPELINE_STEPS if step.applies(ctx))
+
     async def process(self, adm: Admit, ctx: TenantContext) -> Reply:
         """Answer an admitted request (live or replayed) following SPEC section 4."""
-        tenant = ctx.tenant
-        keyring = tenant.keyring
-        # 3. parse + schema validation
+        s = Submission(adm, ctx)
         try:
-            pcs = decode_pcs(adm.body)
-            if adm.schema_header is not None and adm.schema_header != pcs.version:
-                raise ValidationError(
-                    "X-PCS-Schema-Version",
-                    "header must equal the body's version",
-                    code="schema_version_mismatch",
-                )
-            sig = decode_signature(pcs.sig) if keyring is not None else b""
+            for step in ctx.steps:
+                reply = await step(self, s)
+                if reply is not None:
+                    return reply
         except ValidationError as exc:
             body = error_body(exc.code, exc.field, exc.detail)
-            return await self._rejected(adm, ctx, None, 400, body, exc.code)
-        # 4. PII gate: the verdict shapes only what is written; ``pcs`` stays as received
-        pii = ctx.pii.check(pcs) if ctx.pii is not None else None
-        if pii is not None:
-            self._count_pii(pii)
-            if pii.action == "block":
-                err = pii.error()
-                body = error_body(err.code, err.field, err.detail)
-                return await self._rejected(adm, ctx, None, 400, body, err.code, pii=pii)
-        # 5. signature
-        payload = pcs.signed_payload()
-        if keyring is None:
-            self.metrics.unsigned.inc()
-            log.warning(
-                "UNSAFE: signature verification is disabled (PCS_SIGN_ALG=none)",
-                extra={"pcs_id": pcs.pcs_id, "tenant_id": tenant.id},
-            )
-        else:
-            try:
-                verified = keyring.verify(payload, sig, adm.received_at)
-            except SignatureError as exc:
-                ctx.counters.signature_errors.inc()
-                self.metrics.signature_errors.inc()
-                body = error_body(exc.code, "sig", "signature does not verify with any active key")
-                return await self._rejected(adm, ctx, pcs, 401, body, exc.code, pii=pii)
-            if verified.legacy_digest:
-                self.metrics.legacy_digest.inc()
-        # 6. VRF gate: its own error and metric, never a signature error
-        note: str | None = None
-        if ctx.vrf is not None:
-            failure = ctx.vrf.check(pcs)
-            if failure is None:
-                self.metrics.vrf_verified.inc()
-            else:
-                self.metrics.vrf_invalid.labels(reason=failure.reason, mode=ctx.vrf.mode).inc()
-                ctx.counters.vrf_invalid.inc()
-                if ctx.vrf.enforce:
-                    body = error_body("vrf_invalid", failure.field, failure.detail)
-                    return await self._rejected(
-                        adm, ctx, pcs, 401, body, failure.audit_reason, pii=pii
-                    )
-                note = failure.audit_reason
-        payload_hash = hashlib.sha256(payload).hexdigest()
-        tid = tenant.id
-        # 7. dedup lookup
-        try:
-            hit = await self.store.get(tid, pcs.pcs_id)
-        except StoreError:
-            return self.unavailable("get")
-        if hit is not None:
-            return await self._stored(adm, ctx, pcs, hit, payload_hash, note, pii)
-        # 8. verification
-        result: VerifyResult | None = None
-        try:
-            result = decide(
-                pcs, tid, tenant.policy, strict=self.settings.strict_mode, params=ctx.params
-            )
-            status, body, reason = result.status_code, encode_result(result), result.reason
-        except SanityRejected as exc:
-            status, body, reason = 400, error_body(exc.code, exc.field, exc.detail), exc.code
-            self.metrics.sanity_failed.labels(check=exc.field).inc()
-        # 9. dedup write, first write wins
-        mine = StoredOutcome(status, body, payload_hash, adm.request_id, self.clock())
-        try:
-            winner = await self.store.put_if_absent(tid, pcs.pcs_id, mine, ctx.dedup_ttl)
-        except StoreError:
-            return self.unavailable("put")
-        if winner.request_id != adm.request_id:
-            return await self._stored(adm, ctx, pcs, winner, payload_hash, None, pii)
-        # 10. audit, metrics, response
-        if result is None:
-            return await self._rejected(
-                adm, ctx, pcs, 400, body, reason, stored=True, note=note, pii=pii
-            )
-        if not await self._audit(
-            adm, ctx, pcs, "accepted" if status == 200 else "escalated", status,
-            _noted(reason, note), pii,
-        ):  # fmt: skip
-            return self.unavailable("audit")
-        self._count_result(ctx, result)
-        return Reply(status, body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(pii))
+            return await self.rejected(s, None, 400, body, exc.code)
+        except SignatureError as exc:
+            ctx.counters.signature_errors.inc()
+            self.metrics.signature_errors.inc()
+            body = error_body(exc.code, "sig", "signature does not verify with any active key")
+            return await self.rejected(s, s.pcs, 401, body, exc.code)
+        raise RuntimeError("submit path: the last step gave no answer")
 
     def unavailable(self, op: str) -> Reply:
         """Non-final 503 with ``Retry-After`` (fail closed; the WAL keeps the request)."""
@@ -281,18 +294,11 @@ class Pipeline:
             self._unavailable[op] = reply
         return reply
 
-    async def _stored(
-        self,
-        adm: Admit,
-        ctx: TenantContext,
-        pcs: PCS,
-        stored: StoredOutcome,
-        payload_hash: str,
-        note: str | None = None,
-        pii: PiiVerdict | None = None,
-    ) -> Reply:
+    async def stored(self, s: Submission, stored: StoredOutcome) -> Reply:
         """A stored outcome exists: conflict (422), our own (replay), or a duplicate."""
-        if stored.payload_hash != payload_hash:
+        pcs, ctx = s.pcs, s.ctx
+        assert pcs is not None
+        if stored.payload_hash != s.payload_hash:
             self.metrics.conflicts.inc()
             ctx.counters.rejected.inc()
             body = error_body(
@@ -300,33 +306,26 @@ class Pipeline:
                 "pcs_id",
                 "this pcs_id was already submitted with a different signed payload",
             )
-            if not await self._audit(adm, ctx, pcs, "conflict", 422, "idempotency_conflict", pii):
+            if not await self.record_audit(s, pcs, "conflict", 422, "idempotency_conflict"):
                 return self.unavailable("audit")
             return Reply(
-                422, body, reason="idempotency_conflict", pcs_id=pcs.pcs_id, scrub=_scrub(pii)
+                422, body, reason="idempotency_conflict", pcs_id=pcs.pcs_id, scrub=_scrub(s.pii)
             )
-        if stored.request_id == adm.request_id:
+        if stored.request_id == s.adm.request_id:
             # Replay of a request whose outcome was stored before a crash or an outage: audit
             # the outcome itself (re-deciding is pure, so the audit fields are the same).
-            return await self._own_stored(adm, ctx, pcs, stored, note, pii)
+            return await self._own_stored(s, pcs, stored)
         ctx.counters.dedup_hits.inc()
         self.metrics.dedup_hits.inc()
-        if not await self._audit(adm, ctx, pcs, "duplicate", stored.status, None, pii):
+        if not await self.record_audit(s, pcs, "duplicate", stored.status, None):
             return self.unavailable("audit")
         return Reply(
             stored.status, stored.body, REPLAYED_HEADERS, reason="duplicate", pcs_id=pcs.pcs_id,
-            scrub=_scrub(pii),
+            scrub=_scrub(s.pii),
         )  # fmt: skip
 
-    async def _own_stored(
-        self,
-        adm: Admit,
-        ctx: TenantContext,
-        pcs: PCS,
-        stored: StoredOutcome,
-        note: str | None,
-        pii: PiiVerdict | None,
-    ) -> Reply:
+    async def _own_stored(self, s: Submission, pcs: PCS, stored: StoredOutcome) -> Reply:
+        ctx = s.ctx
         reason: str | None
         try:
             result = decide(
@@ -343,48 +342,39 @@ class Pipeline:
             if stored.status == 202
             else "rejected"
         )
-        if not await self._audit(adm, ctx, pcs, outcome, stored.status, _noted(reason, note), pii):
+        if not await self.record_audit(s, pcs, outcome, stored.status, _noted(reason, s.note)):
             return self.unavailable("audit")
         return Reply(
-            stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(pii)
+            stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(s.pii)
         )
 
-    async def _rejected(
-        self,
-        adm: Admit,
-        ctx: TenantContext,
-        pcs: PCS | None,
-        status: int,
-        body: bytes,
-        reason: str | None,
-        *,
-        stored: bool = False,
-        note: str | None = None,
-        pii: PiiVerdict | None = None,
+    async def rejected(
+        self, s: Submission, pcs: PCS | None, status: int, body: bytes, reason: str | None
     ) -> Reply:
+        """Answer ``status`` with ``body``, audited as ``rejected`` (``pcs``: the claimed values
+        to record, None before the record parsed)."""
         self.metrics.rejected.labels(reason=_reason_label(reason)).inc()
-        ctx.counters.rejected.inc()
-        if not await self._audit(adm, ctx, pcs, "rejected", status, _noted(reason, note), pii):
+        s.ctx.counters.rejected.inc()
+        if not await self.record_audit(s, pcs, "rejected", status, _noted(reason, s.note)):
             return self.unavailable("audit")
         return Reply(
-            status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None, scrub=_scrub(pii)
+            status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None, scrub=_scrub(s.pii)
         )
 
-    async def _audit(
+    async def record_audit(
         self,
-        adm: Admit,
-        ctx: TenantContext,
+        s: Submission,
         pcs: PCS | None,
         outcome: AuditOutcome,
         status: int,
         reason: str | None,
-        pii: PiiVerdict | None = None,
     ) -> bool:
         """Durably append the audit entry; False when the audit log failed.
 
         With a PII verdict the entry carries the gate's copy of ``shard_id`` (keyed tokens in
         place of found values) and its ``pii`` note; a found value never enters an entry.
         """
+        ctx, adm, pii = s.ctx, s.adm, s.pii
         policy = ctx.tenant.policy
         shard_id = None
         if pcs is not None and status != 401:  # a forger's claims never enter the lineage
@@ -416,7 +406,7 @@ class Pipeline:
             return False
         return True
 
-    def _count_pii(self, pii: PiiVerdict) -> None:
+    def count_pii(self, pii: PiiVerdict) -> None:
         """``flk_pii_detections_total{type,mode}`` and, in report-only rollout,
         ``flk_pii_would_have_total{type,mode}`` (labels from configuration only)."""
         m = self.metrics
@@ -425,7 +415,8 @@ class Pipeline:
             if pii.would_have is not None:
                 m.pii_would_have.labels(type=f.type, mode=pii.would_have).inc()
 
-    def _count_result(self, ctx: TenantContext, result: VerifyResult) -> None:
+    def count_result(self, ctx: TenantContext, result: VerifyResult) -> None:
+        """The metrics of a decided request (step 10, after its audit entry)."""
         m = self.metrics
         m.anomaly_score.observe(result.anomaly_score)
         reason = result.reason
