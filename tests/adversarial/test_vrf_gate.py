@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fractal_lba.tenancy.registry import build_resolver
+from fractal_lba.tenancy.factory import build_resolver
 from prometheus_client import generate_latest
 from server_helpers import HMAC_KEY, ListAudit, make_pcs
 from vrf_helpers import b64, body, metric, vrf_pcs

@@ -86,6 +86,8 @@ class VerifierApp:
         self.limiter = components.limiter
         self.audit: AuditLog = NotStartedAudit()
         self.metrics = metrics
+        self.registry = metrics.registry
+        """This process's own metrics registry."""
         self.metrics_registry = metrics_registry
         """The registry ``/metrics`` exports (all workers' files in multi-worker mode)."""
         self.clock = clock
