@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fractal_lba.tenancy.factory import build_resolver
 from prometheus_client import generate_latest
 from server_helpers import HMAC_KEY, ListAudit, make_pcs
 from vrf_helpers import b64, body, metric, vrf_pcs
@@ -28,6 +27,7 @@ from fractal_lba.contract import decode_pcs
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import default_policy
 from fractal_lba.server import VerifierApp, create_app
+from fractal_lba.tenancy.factory import build_resolver
 
 pytestmark = pytest.mark.anyio
 
