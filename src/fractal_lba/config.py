@@ -296,6 +296,14 @@ def failpoints_from_env(env: Mapping[str, str] | None = None) -> str | None:
     return spec
 
 
+def named_variable(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The variable an ``env:NAME`` secret reference names (the agent's ``--key env:VAR``).
+
+    Read here so that the settings loader stays the one reader of the environment.
+    """
+    return (os.environ if env is None else env).get(name)
+
+
 def parse_duration(text: str) -> float:
     """Seconds from ``7d``, ``12h``, ``30m``, ``45s`` or plain seconds; ValueError otherwise."""
     m = _DURATION.match(text.strip().lower())

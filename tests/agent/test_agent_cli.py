@@ -349,3 +349,20 @@ def test_watch_loop_refuses_an_explicit_epoch(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 2 and "--epoch needs --once" in err
     assert not (tmp_path / "ob").exists()
+
+
+def test_the_progress_bar_says_what_delivery_waits_for(capsys: pytest.CaptureFixture[str]) -> None:
+    from fractal_lba.agent import Failure, Result, RetryNotice
+    from fractal_lba.cli.agent_output import Reporter
+
+    reporter = Reporter(terminal=True)
+    reporter.delivery_started(3)
+    refused = Failure(None, "connect_error", "connection refused (ConnectError)")
+    reporter.waiting(RetryNotice(4, 7, refused, 12.4))
+    reporter.echo("retry: a line while the bar is drawn")
+    reporter.delivered(Result(4, "p", "acked", 200, 8))
+    reporter.delivery_finished()
+    err = capsys.readouterr().err
+    assert "waiting for the verifier (connection refused), retry in 12 s" in err
+    assert "retry: a line while the bar is drawn\n" in err
+    assert "1/3" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ import msgspec
 
 from fractal_lba.agent.errors import KeySourceError
 from fractal_lba.agent.events import Events
+from fractal_lba.config import named_variable
 from fractal_lba.contract import (
     FT,
     LATEST_VERSION,
@@ -152,7 +152,7 @@ def read_key_text(source: str) -> str:
         text = text.removesuffix("\n").removesuffix("\r")
     elif source.startswith("env:"):
         var = source[len("env:") :]
-        value = os.environ.get(var)
+        value = named_variable(var)
         if value is None:
             raise KeySourceError(f"environment variable {var} is not set")
         text = value

@@ -26,6 +26,7 @@ from fractal_lba.agent import (
     load_events,
 )
 from fractal_lba.agent.delivery import Failure
+from fractal_lba.agent.dlq import DLQ_DIR
 from fractal_lba.agent.records import parse_time
 from fractal_lba.agent.synthetic import SHAPES, synthetic_csv
 from fractal_lba.cli.agent_options import (
@@ -285,7 +286,7 @@ def status_cmd(outbox_dir: str, as_json: bool) -> None:
     now = time.time()
     age = now - stats.oldest_queued_at if stats.oldest_queued_at is not None else None
     failure = stats.last_failure
-    dlq_dir = str(Path(outbox_dir) / "dlq")
+    dlq_dir = str(Path(outbox_dir) / DLQ_DIR)
     if as_json:
         last = None
         if failure is not None:

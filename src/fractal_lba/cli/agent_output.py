@@ -65,7 +65,8 @@ def dead_letter_summary(letters: Sequence[DeadLetter], *, new: int, outbox_dir: 
 class Reporter:
     """File lines on stderr; on a terminal a progress bar that says what delivery waits for."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, terminal: bool | None = None) -> None:
+        self._terminal = terminal  # None: whether stderr is a terminal when delivery starts
         self._bar: Any = None
 
     def echo(self, line: str) -> None:
@@ -101,9 +102,8 @@ class Reporter:
     def delivery_started(self, pending: int) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(
-            total=pending, unit="pcs", file=sys.stderr, disable=not sys.stderr.isatty()
-        )
+        terminal = sys.stderr.isatty() if self._terminal is None else self._terminal
+        self._bar = tqdm(total=pending, unit="pcs", file=sys.stderr, disable=not terminal)
 
     def delivered(self, result: Result) -> None:
         if self._bar is not None:
