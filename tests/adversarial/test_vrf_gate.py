@@ -6,19 +6,15 @@ The attack simulation against a real server process is in ``test_attack_simulati
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client import generate_latest
-from server_helpers import HMAC_KEY, ListAudit, make_pcs
-from vrf_helpers import b64, body, metric, vrf_pcs
+from server_helpers import HMAC_KEY, make_pcs
+from vrf_helpers import app_metrics, b64, metric, serving, submit, vrf_pcs
 
 from fractal_lba.adversarial import vrf
 from fractal_lba.adversarial.vrf_gate import REASONS, VrfGate
@@ -26,7 +22,6 @@ from fractal_lba.config import Settings
 from fractal_lba.contract import decode_pcs
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import default_policy
-from fractal_lba.server import VerifierApp, create_app
 from fractal_lba.tenancy.factory import build_resolver
 
 pytestmark = pytest.mark.anyio
@@ -89,47 +84,22 @@ def test_gate_failures(change: dict[str, Any], reason: str, field: str) -> None:
 
 
 # -- the submit path in-process ------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def serving(
-    tmp_path: Path, **env: str
-) -> AsyncIterator[tuple[VerifierApp, httpx.AsyncClient, ListAudit]]:
-    base = {"DATA_DIR": str(tmp_path / "data"), "PCS_HMAC_KEY": HMAC_KEY, "DEDUP_BACKEND": "memory"}
-    audit = ListAudit()
-    app = create_app(Settings.from_env({**base, **env}), audit=audit)
-    async with app.running():
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://v")
-        try:
-            yield app, client, audit
-        finally:
-            await client.aclose()
-
-
-async def _submit(client: httpx.AsyncClient, pcs: dict[str, Any]) -> httpx.Response:
-    return await client.post(
-        "/v1/pcs/submit", content=body(pcs), headers={"content-type": "application/json"}
-    )
-
-
-def _metrics(app: VerifierApp) -> str:
-    return generate_latest(app.registry).decode()
-
-
 async def test_enforce_accepts_a_valid_proof_and_refuses_an_agent_chosen_seed(
     tmp_path: Path,
 ) -> None:
     env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": PK.hex()}
     async with serving(tmp_path, **env) as (app, client, audit):
-        ok = await _submit(client, vrf_pcs(SK, shard_id="a"))
+        ok = await submit(client, vrf_pcs(SK, shard_id="a"))
         assert ok.status_code == 200, ok.text
         chosen = vrf_pcs(SK, shard_id="b", seed=42)  # valid proof, seed picked by the agent
-        bad = await _submit(client, chosen)
+        bad = await submit(client, chosen)
         assert bad.status_code == 401
         assert bad.json() == {
             "error": "vrf_invalid",
             "field": "seed",
             "detail": "seed is not derived from the VRF output",
         }
-        text = _metrics(app)
+        text = app_metrics(app)
         assert metric(text, "flk_vrf_verified_total") == 1
         assert metric(text, "flk_vrf_invalid_total", reason="seed_mismatch", mode="enforce") == 1
         assert metric(text, "flk_vrf_invalid_by_tenant_total", tenant_id="default") == 1
@@ -140,18 +110,18 @@ async def test_enforce_accepts_a_valid_proof_and_refuses_an_agent_chosen_seed(
         ]
         # Nothing reached the dedup store: the same pcs_id with a correct seed is first-seen.
         fixed = vrf_pcs(SK, shard_id="b")
-        assert (await _submit(client, fixed)).status_code == 200
+        assert (await submit(client, fixed)).status_code == 200
 
 
 async def test_report_only_proceeds_and_counts(tmp_path: Path) -> None:
     env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": b64(PK), "VRF_MODE": "report_only"}
     async with serving(tmp_path, **env) as (app, client, audit):
         chosen = vrf_pcs(SK, seed=42)
-        res = await _submit(client, chosen)
+        res = await submit(client, chosen)
         assert res.status_code == 200 and res.json()["accepted"] is True
         missing = make_pcs(shard_id="no-vrf")  # version 0.1, no proof at all
-        assert (await _submit(client, missing)).status_code == 200
-        text = _metrics(app)
+        assert (await submit(client, missing)).status_code == 200
+        text = app_metrics(app)
         assert (
             metric(text, "flk_vrf_invalid_total", reason="seed_mismatch", mode="report_only") == 1
         )
@@ -166,7 +136,7 @@ async def test_report_only_note_joins_the_decision_reason(tmp_path: Path) -> Non
     env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": b64(PK), "VRF_MODE": "report_only"}
     async with serving(tmp_path, **env) as (_app, client, audit):
         pcs = vrf_pcs(SK, seed=42, regime="non_sticky")  # claimed regime is wrong
-        res = await _submit(client, pcs)
+        res = await submit(client, pcs)
         assert res.status_code == 202 and res.json()["reason"] == "regime_mismatch"
         assert audit.entries[-1].reason == "regime_mismatch;vrf_invalid:seed_mismatch"
 
@@ -175,17 +145,17 @@ async def test_signature_is_checked_before_the_vrf(tmp_path: Path) -> None:
     env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": PK.hex()}
     async with serving(tmp_path, **env) as (app, client, _audit):
         forged = vrf_pcs(SK, key="not-the-tenant-key", seed=42)
-        res = await _submit(client, forged)
+        res = await submit(client, forged)
         assert res.status_code == 401 and res.json()["error"] == "signature_invalid"
-        text = _metrics(app)
+        text = app_metrics(app)
         assert metric(text, "flk_signature_errors_total") == 1
         assert metric(text, "flk_vrf_invalid_by_tenant_total", tenant_id="default") == 0
 
 
 async def test_vrf_disabled_ignores_proofs(tmp_path: Path) -> None:
     async with serving(tmp_path) as (app, client, _audit):
-        assert (await _submit(client, vrf_pcs(SK, seed=42))).status_code == 200
-        assert metric(_metrics(app), "flk_vrf_verified_total") == 0
+        assert (await submit(client, vrf_pcs(SK, seed=42))).status_code == 200
+        assert metric(app_metrics(app), "flk_vrf_verified_total") == 0
 
 
 async def test_embedded_default_creates_a_local_vrf_key(tmp_path: Path) -> None:
@@ -193,12 +163,12 @@ async def test_embedded_default_creates_a_local_vrf_key(tmp_path: Path) -> None:
         key_file = tmp_path / "data" / "vrf.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         local_sk = bytes.fromhex(key_file.read_text().strip())
-        assert (await _submit(client, vrf_pcs(local_sk))).status_code == 200
-        assert (await _submit(client, vrf_pcs(SK, shard_id="x"))).status_code == 401
+        assert (await submit(client, vrf_pcs(local_sk))).status_code == 200
+        assert (await submit(client, vrf_pcs(SK, shard_id="x"))).status_code == 401
     # A restart keeps the same key.
     async with serving(tmp_path, VRF_ENABLED="true") as (_app, client, _audit):
         assert bytes.fromhex(key_file.read_text().strip()) == local_sk
-        assert (await _submit(client, vrf_pcs(local_sk, shard_id="y"))).status_code == 200
+        assert (await submit(client, vrf_pcs(local_sk, shard_id="y"))).status_code == 200
 
 
 def test_local_vrf_key_with_loose_mode_is_refused(tmp_path: Path) -> None:

@@ -1,15 +1,23 @@
-"""Helpers of the adversarial tests: PCS with ECVRF proofs, metric readers."""
+"""Helpers of the adversarial tests: PCS with ECVRF proofs, an in-process verifier, metrics."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from server_helpers import HMAC_KEY, make_pcs
+import httpx
+from prometheus_client import generate_latest
+from server_helpers import HMAC_KEY, ListAudit, make_pcs
 
 from fractal_lba.adversarial import vrf
+from fractal_lba.config import Settings
+from fractal_lba.policy import Policy
+from fractal_lba.server import VerifierApp, create_app
 
 
 def b64(raw: bytes) -> str:
@@ -56,3 +64,28 @@ def metric(text: str, name: str, **labels: str) -> float:
         if got == want:
             return float(m.group(3))
     return 0.0
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    tmp_path: Path, policy: Policy | None = None, **env: str
+) -> AsyncIterator[tuple[VerifierApp, httpx.AsyncClient, ListAudit]]:
+    """A running in-process verifier (memory store, list audit) and an httpx client on it."""
+    base = {"DATA_DIR": str(tmp_path / "data"), "PCS_HMAC_KEY": HMAC_KEY, "DEDUP_BACKEND": "memory"}
+    audit = ListAudit()
+    app = create_app(Settings.from_env({**base, **env}), audit=audit, policy=policy)
+    async with app.running():
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://v")
+        try:
+            yield app, client, audit
+        finally:
+            await client.aclose()
+
+
+async def submit(client: httpx.AsyncClient, pcs: dict[str, Any]) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    return await client.post("/v1/pcs/submit", content=body(pcs), headers=headers)
+
+
+def app_metrics(app: VerifierApp) -> str:
+    return generate_latest(app.registry).decode()

@@ -13,9 +13,15 @@ Order of checks (first failure decides the reason):
 8. otherwise                                        -> 200 accepted=true escalated=false
 
 Every 202 is an escalation (``escalated=true``); ``accepted`` says whether the claims held.
+
+:func:`evaluate` also returns every sanity check that failed (not only the one that decided:
+``flk_sanity_check_failed_total{check}`` counts each) and whether the anomaly score reached
+the policy's alert threshold (``flk_anomaly_alerts_total`` and an audit note).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import msgspec
 
@@ -46,7 +52,24 @@ class VerifyResult(msgspec.Struct, kw_only=True, omit_defaults=False):
 
 
 class SanityRejected(ValidationError):
-    """A sanity violation under a policy whose sanity action is ``reject`` (-> 400)."""
+    """A sanity violation under a policy whose sanity action is ``reject`` (-> 400).
+
+    ``field`` is the deciding check, ``checks`` every check that failed."""
+
+    def __init__(self, check: str, checks: tuple[str, ...]) -> None:
+        super().__init__(check, "sanity check failed", code=f"sanity:{check}")
+        self.checks = checks
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verification result plus what the pipeline counts and audits besides the body."""
+
+    result: VerifyResult
+    failed_checks: tuple[str, ...]
+    """Every failed sanity check, in :data:`~fractal_lba.adversarial.CHECKS` order."""
+    alert: bool
+    """The anomaly score reached ``anomaly.alert_threshold``."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -84,6 +107,18 @@ def decide(
 
     ``params`` lets callers pass :func:`signal_params` precomputed once per policy.
     """
+    return evaluate(pcs, tenant_id, policy, strict=strict, params=params).result
+
+
+def evaluate(
+    pcs: PCS,
+    tenant_id: str,
+    policy: Policy,
+    *,
+    strict: bool = False,
+    params: SignalParams | None = None,
+) -> Decision:
+    """:func:`decide` with the failed checks and the anomaly alert (raises SanityRejected)."""
     vp = policy.params
     sp = params if params is not None else signal_params(policy)
     sanity = policy.sanity
@@ -105,11 +140,13 @@ def decide(
         d_hat=pcs.D_hat, coh_star=pcs.coh_star, r=pcs.r, regime_consistent=claimed_regime_ok
     )
     score = round(anomaly_score(factors, policy.anomaly.weights), 6)
+    checks = tuple(failed)
+    alert = score >= policy.anomaly.alert_threshold
 
     def result(
         accepted: bool, reason: str | None, d_hat: float | None, bud: float | None
-    ) -> VerifyResult:
-        return VerifyResult(
+    ) -> Decision:
+        return Decision(VerifyResult(
             accepted=accepted,
             escalated=not accepted or reason is not None,
             reason=reason,
@@ -120,11 +157,11 @@ def decide(
             anomaly_score=score,
             pcs_id=pcs.pcs_id,
             tenant_id=tenant_id,
-        )
+        ), checks, alert)  # fmt: skip
 
-    def sanity_outcome(check: str, d_hat: float | None, bud: float | None) -> VerifyResult:
+    def sanity_outcome(check: str, d_hat: float | None, bud: float | None) -> Decision:
         if sanity.action == "reject":
-            raise SanityRejected(check, "sanity check failed", code=f"sanity:{check}")
+            raise SanityRejected(check, checks)
         return result(False, f"sanity:{check}", d_hat, bud)
 
     structural = [c for c in failed if c in STRUCTURAL]

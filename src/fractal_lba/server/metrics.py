@@ -156,6 +156,10 @@ class Metrics:
             "flk_anomaly_score", "Anomaly score of verified PCS.", buckets=_SCORE_BUCKETS,
             registry=registry,
         )  # fmt: skip
+        self.anomaly_alerts = Counter(
+            "flk_anomaly_alerts", "PCS whose anomaly score reached the policy's alert threshold.",
+            registry=registry,
+        )  # fmt: skip
         self.request_duration = Histogram(
             "flk_request_duration_seconds", "Request latency by route and status code.",
             ["route", "code"], buckets=_LATENCY_BUCKETS, registry=registry,

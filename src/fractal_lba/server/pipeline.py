@@ -43,7 +43,7 @@ from fractal_lba.contract import (
     decode_pcs,
     decode_signature,
 )
-from fractal_lba.decision import SanityRejected, VerifyResult, decide, encode_result
+from fractal_lba.decision import Decision, SanityRejected, VerifyResult, encode_result, evaluate
 from fractal_lba.privacy.gate import PiiVerdict
 from fractal_lba.server.inbox import Admit
 from fractal_lba.server.logs import LOGGER_NAME
@@ -163,15 +163,17 @@ async def verification(p: Pipeline, s: Submission) -> Reply | None:
     assert pcs is not None
     ctx = s.ctx
     try:
-        result = decide(
+        decision = evaluate(
             pcs, ctx.tenant.id, ctx.tenant.policy, strict=p.settings.strict_mode,
             params=ctx.params,
         )  # fmt: skip
     except SanityRejected as exc:
         s.status, s.body, s.reason = 400, error_body(exc.code, exc.field, exc.detail), exc.code
-        p.metrics.sanity_failed.labels(check=exc.field).inc()
+        s.checks = exc.checks
         return None
-    s.result = result
+    result = decision.result
+    s.result, s.checks = result, decision.failed_checks
+    s.note = _noted(s.note, _alert_note(decision))
     s.status, s.body, s.reason = result.status_code, encode_result(result), result.reason
     return None
 
@@ -197,12 +199,15 @@ async def audit_append(p: Pipeline, s: Submission) -> Reply | None:
     assert pcs is not None
     result = s.result
     if result is None:
-        return await p.rejected(s, pcs, 400, s.body, s.reason)
+        reply = await p.rejected(s, pcs, 400, s.body, s.reason)
+        if reply.final:
+            p.count_checks(s.checks)
+        return reply
     status = s.status
     outcome: AuditOutcome = "accepted" if status == 200 else "escalated"
     if not await p.record_audit(s, pcs, outcome, status, _noted(s.reason, s.note)):
         return p.unavailable("audit")
-    p.count_result(s.ctx, result)
+    p.count_result(s.ctx, result, s.checks)
     return Reply(status, s.body, reason=s.reason, pcs_id=pcs.pcs_id, scrub=_scrub(s.pii))
 
 
@@ -327,12 +332,13 @@ class Pipeline:
     async def _own_stored(self, s: Submission, pcs: PCS, stored: StoredOutcome) -> Reply:
         ctx = s.ctx
         reason: str | None
+        alert: str | None = None
         try:
-            result = decide(
+            decision = evaluate(
                 pcs, ctx.tenant.id, ctx.tenant.policy, strict=self.settings.strict_mode,
                 params=ctx.params,
             )  # fmt: skip
-            reason = result.reason
+            reason, alert = decision.result.reason, _alert_note(decision)
         except SanityRejected as exc:
             reason = exc.code
         outcome: AuditOutcome = (
@@ -342,7 +348,8 @@ class Pipeline:
             if stored.status == 202
             else "rejected"
         )
-        if not await self.record_audit(s, pcs, outcome, stored.status, _noted(reason, s.note)):
+        audit_reason = _noted(reason, s.note, alert)
+        if not await self.record_audit(s, pcs, outcome, stored.status, audit_reason):
             return self.unavailable("audit")
         return Reply(
             stored.status, stored.body, reason=reason, pcs_id=pcs.pcs_id, scrub=_scrub(s.pii)
@@ -415,13 +422,20 @@ class Pipeline:
             if pii.would_have is not None:
                 m.pii_would_have.labels(type=f.type, mode=pii.would_have).inc()
 
-    def count_result(self, ctx: TenantContext, result: VerifyResult) -> None:
+    def count_checks(self, checks: tuple[str, ...]) -> None:
+        """``flk_sanity_check_failed_total{check}``: every failed check, not only the first."""
+        for check in checks:
+            self.metrics.sanity_failed.labels(check=check).inc()
+
+    def count_result(
+        self, ctx: TenantContext, result: VerifyResult, checks: tuple[str, ...] = ()
+    ) -> None:
         """The metrics of a decided request (step 10, after its audit entry)."""
         m = self.metrics
         m.anomaly_score.observe(result.anomaly_score)
-        reason = result.reason
-        if reason is not None and reason.startswith("sanity:"):
-            m.sanity_failed.labels(check=reason[len("sanity:") :]).inc()
+        if result.anomaly_score >= ctx.tenant.policy.anomaly.alert_threshold:
+            m.anomaly_alerts.inc()
+        self.count_checks(checks)
         if result.accepted and not result.escalated:
             ctx.counters.accepted.inc()
             m.accepted.inc()
@@ -452,8 +466,13 @@ def _scrub(pii: PiiVerdict | None) -> bool:
     return pii is not None and pii.scrub_wal
 
 
-def _noted(reason: str | None, note: str | None) -> str | None:
-    """The audit reason with a report-only VRF failure appended (``reason;vrf_invalid:x``)."""
-    if note is None:
-        return reason
-    return note if reason is None else f"{reason};{note}"
+def _noted(reason: str | None, *notes: str | None) -> str | None:
+    """The audit reason with notes appended: a report-only VRF failure, an anomaly alert
+    (``regime_mismatch;vrf_invalid:seed_mismatch;anomaly_alert``)."""
+    parts = [p for p in (reason, *notes) if p is not None]
+    return ";".join(parts) if parts else None
+
+
+def _alert_note(decision: Decision) -> str | None:
+    """``anomaly_alert`` when the score reached the alert threshold without deciding."""
+    return "anomaly_alert" if decision.alert and decision.result.reason != "anomaly" else None

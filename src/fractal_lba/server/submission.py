@@ -75,12 +75,12 @@ class Submission:
     about the record, never what is verified) by step 4, ``payload`` / ``payload_hash`` by 5,
     ``note`` (a report-only VRF failure, appended to the audit reason) by step 6,
     ``status`` / ``body`` / ``reason`` (and ``result`` unless a sanity check rejected the
-    record) by step 8.
+    record) and ``checks`` (every failed sanity check, counted at step 10) by step 8.
     """
 
     __slots__ = (
-        "adm", "body", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason", "result",
-        "sig", "status",
+        "adm", "body", "checks", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason",
+        "result", "sig", "status",
     )  # fmt: skip
 
     def __init__(self, adm: Admit, ctx: TenantContext) -> None:
@@ -96,6 +96,7 @@ class Submission:
         self.reason: str | None = None
         self.note: str | None = None
         self.pii: PiiVerdict | None = None
+        self.checks: tuple[str, ...] = ()
 
 
 PipelineStepFn: TypeAlias = "Callable[[Pipeline, Submission], Awaitable[Reply | None]]"
