@@ -69,13 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bodies", type=int, default=40_000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse bench/out/vrf-ab-* from an earlier run"
+    )
     args = ap.parse_args(argv)
     ensure_wrk()
-    sk, pk = vrf.keygen()
     out = HERE / "out"
-    log(f"proving {args.bodies} bodies (+2000 warm-up)")
-    bodies = vrf_bodies(out / "vrf-ab-bodies.tsv", args.bodies, sk)
-    warm = vrf_bodies(out / "vrf-ab-warm.tsv", 2000, sk, start=10_000_000)
+    key_file = out / "vrf-ab.key"
+    bodies, warm = out / f"vrf-ab-bodies-{args.bodies}.tsv", out / "vrf-ab-warm.tsv"
+    if args.reuse and key_file.exists() and bodies.exists() and warm.exists():
+        sk = bytes.fromhex(key_file.read_text())
+        pk = vrf.public_key(sk)
+    else:
+        sk, pk = vrf.keygen()
+        log(f"proving {args.bodies} bodies (+2000 warm-up)")
+        vrf_bodies(bodies, args.bodies, sk)
+        vrf_bodies(warm, 2000, sk, start=10_000_000)
+        key_file.write_text(sk.hex())
     base = {"PCS_HMAC_KEY": SINGLE_KEY, "DEDUP_BACKEND": "sqlite"}
     envs = {
         "A (no VRF)": base,

@@ -16,6 +16,7 @@ proof made with another tenant's key, or replayed for another epoch, fails at 3.
 
 Pure: :meth:`VrfGate.check` returns a :class:`VrfFailure` or ``None``; what a failure does
 (401 in ``enforce``, a metric and an audit note in ``report_only``) is the pipeline's.
+:func:`seeded_proof` is the agent's side of the same contract.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from fractal_lba.adversarial.vrf import (
     VrfError,
     VrfPublicKey,
     alpha_for,
+    proof_to_hash,
+    prove,
     seed_from_output,
 )
-from fractal_lba.contract import PCS
+from fractal_lba.contract import PCS, VRFProof
 
 VrfMode = Literal["enforce", "report_only"]
 
@@ -109,6 +112,15 @@ class VrfGate:
 
     def __repr__(self) -> str:
         return f"VrfGate(tenant_id={self.tenant_id!r}, mode={self.mode!r})"
+
+
+def seeded_proof(sk: bytes, tenant_id: str, shard_id: str, epoch: int) -> tuple[int, VRFProof]:
+    """The agent's side: the ``seed`` and ``vrf`` field a PCS of this tenant, shard and epoch
+    must carry (the proof over alpha, and the seed derived from its output)."""
+    pi = prove(sk, alpha_for(tenant_id, shard_id, epoch))
+    beta = proof_to_hash(pi)
+    field = VRFProof(proof=base64.b64encode(pi).decode(), output=base64.b64encode(beta).decode())
+    return seed_from_output(beta), field
 
 
 def _b64(text: str, size: int) -> bytes | None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from fractal_lba.agent.errors import KeySourceError
+from fractal_lba.adversarial.vrf_gate import seeded_proof
+from fractal_lba.agent.errors import AgentError, KeySourceError
 from fractal_lba.agent.events import Events
 from fractal_lba.config import named_variable
 from fractal_lba.contract import (
@@ -49,12 +50,21 @@ def build_pcs(
     outbox_seq: int = 0,
     meta: Mapping[str, str] | None = None,
     params: SignalParams = DEFAULT_PARAMS,
+    vrf_key: bytes | None = None,
+    tenant_id: str = DEFAULT_TENANT,
 ) -> PCS:
     """Compute the signals of ``events``, sign them and return a validated PCS.
 
     The result passes :func:`~fractal_lba.contract.validate_pcs` (fail closed: a bug that
-    would put an invalid PCS on the wire raises here instead).
+    would put an invalid PCS on the wire raises here instead). With ``vrf_key`` the seed is
+    not ``seed`` but the one an ECVRF proof over ``tenant_id|shard_id|epoch`` dictates, and
+    the proof goes into ``vrf`` (SPEC section 8; version 0.2 or later).
     """
+    vrf = None
+    if vrf_key is not None:
+        if version == "0.1":
+            raise AgentError("a VRF proof needs PCS version 0.2 or later (--version)")
+        seed, vrf = seeded_proof(vrf_key, tenant_id, shard_id, epoch)
     sig = compute_signals(events.points, events.timestamps, scales, seed, params)
     pcs_id = compute_pcs_id(sig.merkle_root, epoch, shard_id)
     pcs = PCS(
@@ -77,8 +87,9 @@ def build_pcs(
         merkle_root=sig.merkle_root,
         ft=FT(outbox_seq=outbox_seq) if outbox_seq else None,
         meta=dict(meta) if meta else None,
+        vrf=vrf,
     )
-    return validate_pcs(sign_pcs(pcs, signer))
+    return validate_pcs(sign_pcs(pcs, signer, tenant_id=tenant_id))
 
 
 _structural = msgspec.json.Decoder(PCS)

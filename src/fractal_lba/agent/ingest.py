@@ -69,6 +69,10 @@ class BuildSpec:
     meta: Mapping[str, str] = field(default_factory=dict)
     fmt: str | None = None
     epoch: int | None = None
+    vrf_key: bytes | None = None
+    """ECVRF secret key: the seed comes from a proof over ``tenant_id|shard_id|epoch``."""
+    tenant_id: str = "default"
+    """The tenant the PCS are submitted as (the VRF input binds it)."""
 
 
 def build_file(path: Path, index: int, spec: BuildSpec) -> PCS:
@@ -82,6 +86,8 @@ def build_file(path: Path, index: int, spec: BuildSpec) -> PCS:
         seed=spec.seed,
         version=spec.version,
         meta=spec.meta,
+        vrf_key=spec.vrf_key,
+        tenant_id=spec.tenant_id,
     )
 
 

@@ -36,6 +36,7 @@ from fractal_lba.cli.agent_options import (
     parse_duration_option,
     pcs_options,
     signer_of,
+    vrf_key_of,
 )
 from fractal_lba.cli.agent_output import Reporter, agent_logging, ago, dead_letter_summary
 from fractal_lba.contract import encode_pcs
@@ -83,11 +84,16 @@ def gen_events_cmd(shape: str, count: int, seed: int, out: str | None) -> None:
 @click.option("--in", "in_path", required=True, metavar="FILE", help="Event file (CSV / JSONL).")
 @click.option("--epoch", type=click.IntRange(min=0), required=True, help="Epoch number.")
 @click.option("--out", "out_path", metavar="FILE", help="Write the PCS here (atomically).")
+@click.option(
+    "--tenant-id", default="default", show_default=True,
+    help="Tenant the PCS will be submitted as (part of the VRF input with --vrf-key).",
+)  # fmt: skip
 @pcs_options(required=True)
 def build_pcs_cmd(
     in_path: str,
     epoch: int,
     out_path: str | None,
+    tenant_id: str,
     fmt: str | None,
     key_source: str,
     alg: str,
@@ -96,6 +102,7 @@ def build_pcs_cmd(
     seed: int,
     pcs_version: str,
     meta: dict[str, str],
+    vrf_key_source: str | None,
 ) -> None:
     """Build and sign one PCS from an event file and print it as JSON.
 
@@ -115,6 +122,8 @@ def build_pcs_cmd(
         seed=seed,
         version=pcs_version,
         meta=meta,
+        vrf_key=vrf_key_of(vrf_key_source),
+        tenant_id=tenant_id,
     )
     body = encode_pcs(pcs) + b"\n"
     if out_path:
@@ -150,7 +159,7 @@ def enqueue_cmd(
     queue) is not queued again.
     """
     epoch = build.pop("epoch")
-    spec = build_spec(build, epoch=epoch)
+    spec = build_spec(build, epoch=epoch, tenant_id=tenant_id)
     files = expand_inputs(inputs)
     with Outbox(outbox_dir) as outbox:
         enqueue_files(outbox, files, spec, tenant_id=tenant_id, reporter=Reporter())
@@ -240,7 +249,7 @@ def run_cmd(
         raise click.UsageError("--epoch needs --once; the watch loop takes epochs from file names")
     policy = RetryPolicy(base_delay=backoff_base, max_delay=backoff_cap, max_age=max_age)
     epoch = build.pop("epoch")
-    spec = build_spec(build, epoch=epoch) if inputs else None
+    spec = build_spec(build, epoch=epoch, tenant_id=tenant_id) if inputs else None
     stop = StopSignal()
     reporter = Reporter()
     with (

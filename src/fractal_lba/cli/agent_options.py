@@ -7,9 +7,12 @@ from typing import Any, TypeVar
 
 import click
 
+from fractal_lba.adversarial.vrf_keys import parse_secret_key
 from fractal_lba.agent import DEFAULT_SCALES, DEFAULT_SEED, BuildSpec, load_signer
+from fractal_lba.agent.build import read_key_text
 from fractal_lba.config import parse_duration
 from fractal_lba.contract import LATEST_VERSION, SUPPORTED_VERSIONS, Signer
+from fractal_lba_client.contract import DEFAULT_TENANT
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_OUTBOX = ".flk/outbox"
@@ -100,6 +103,13 @@ def pcs_options(*, required: bool) -> Callable[[F], F]:
                 metavar="KEY=VALUE",
                 help="Metadata entry (version 0.2; repeatable).",
             ),
+            click.option(
+                "--vrf-key",
+                "vrf_key_source",
+                default=None,
+                help="ECVRF secret key, @FILE (from `flk vrf keygen --out`) or env:VAR: the "
+                "seed comes from a VRF proof over tenant|shard|epoch, sent in the PCS.",
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -128,7 +138,19 @@ def signer_of(alg: str, key_source: str | None) -> Signer:
     return load_signer(alg, source)
 
 
-def build_spec(build: dict[str, Any], *, epoch: int | None) -> BuildSpec:
+def vrf_key_of(source: str | None) -> bytes | None:
+    """The --vrf-key secret, refusing an explicit --seed next to it (the proof fixes it)."""
+    if source is None:
+        return None
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("seed") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--seed and --vrf-key exclude each other: the VRF fixes the seed")
+    return parse_secret_key(read_key_text(source))
+
+
+def build_spec(
+    build: dict[str, Any], *, epoch: int | None, tenant_id: str | None = None
+) -> BuildSpec:
     """The BuildSpec of the shared PCS options."""
     return BuildSpec(
         signer=signer_of(build["alg"], build["key_source"]),
@@ -139,6 +161,8 @@ def build_spec(build: dict[str, Any], *, epoch: int | None) -> BuildSpec:
         meta=build["meta"],
         fmt=build["fmt"],
         epoch=epoch,
+        vrf_key=vrf_key_of(build["vrf_key_source"]),
+        tenant_id=tenant_id or DEFAULT_TENANT,
     )
 
 
