@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from server_helpers import HMAC_KEY, make_pcs
 from vrf_helpers import app_metrics, b64, metric, serving, submit, vrf_pcs
@@ -19,7 +20,7 @@ from vrf_helpers import app_metrics, b64, metric, serving, submit, vrf_pcs
 from fractal_lba.adversarial import vrf
 from fractal_lba.adversarial.vrf_gate import REASONS, VrfGate
 from fractal_lba.config import Settings
-from fractal_lba.contract import decode_pcs
+from fractal_lba.contract import PCS, decode_pcs
 from fractal_lba.errors import ConfigError
 from fractal_lba.policy import default_policy
 from fractal_lba.tenancy.factory import build_resolver
@@ -32,6 +33,12 @@ OTHER_SK, _ = vrf.keygen()
 
 def _pcs(obj: dict[str, Any]) -> Any:
     return decode_pcs(json.dumps(obj).encode())
+
+
+def _raw_pcs(obj: dict[str, Any]) -> PCS:
+    """Typed but not validated: strict parsing (step 3) would refuse malformed ``vrf`` with a
+    400 before the gate; the gate must still not trust it."""
+    return msgspec.json.decode(json.dumps(obj).encode(), type=PCS)
 
 
 # -- the gate as a pure function ----------------------------------------------------------
@@ -76,7 +83,7 @@ def test_gate_failures(change: dict[str, Any], reason: str, field: str) -> None:
     pcs.update(change)
     if pcs.get("vrf") is None:
         pcs.pop("vrf", None)
-    failure = VrfGate.for_tenant("acme", PK, "enforce").check(_pcs(pcs))
+    failure = VrfGate.for_tenant("acme", PK, "enforce").check(_raw_pcs(pcs))
     assert failure is not None
     assert (failure.reason, failure.field) == (reason, field)
     assert failure.reason in REASONS and failure.audit_reason == f"vrf_invalid:{reason}"
