@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--reuse", action="store_true", help="reuse bench/out/vrf-ab-* from an earlier run"
     )
+    ap.add_argument(
+        "--threads", type=int, default=2,
+        help="also run B with VRF_VERIFY_THREADS=N (0: skip that variant)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     ensure_wrk()
     out = HERE / "out"
@@ -93,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             **base, "VRF_ENABLED": "true", "VRF_MODE": "enforce", "VRF_PUBLIC_KEY": pk.hex(),
         },
     }  # fmt: skip
+    if args.threads:
+        envs[f"C (enforce, {args.threads} thr)"] = {
+            **envs["B (VRF enforce)"], "VRF_VERIFY_THREADS": str(args.threads),
+        }  # fmt: skip
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in envs}
     for r in range(args.rounds):
         for label, env in envs.items():
@@ -111,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: A {a:.0f} req/s ({a_cpu:.0f} us/req), B {b:.0f} req/s ({b_cpu:.0f} us/req)")
     verdict = "met" if share >= 0.5 else "MISSED"
     print(f"target: B >= 50% of A -> {share:.0%} ({verdict}); VRF adds {b_cpu - a_cpu:.0f} us/req")
+    for label in list(rows)[2:]:
+        c = statistics.median(x["rps"] for x in rows[label])
+        c_cpu = statistics.median(x["cpu_us_per_req"] for x in rows[label])
+        print(f"{label}: {c:.0f} req/s ({c_cpu:.0f} us/req) = {c / a if a else 0:.0%} of A")
     return 0
 
 

@@ -5,6 +5,7 @@ The attack simulation against a real server process is in ``test_attack_simulati
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -224,3 +225,15 @@ def test_tenant_vrf_mode_defaults_to_vrf_mode(tmp_path: Path) -> None:
     resolver, _ = build_resolver(settings, default_policy())
     (acme,) = resolver.tenants()
     assert acme.vrf is not None and acme.vrf.mode == "report_only"
+
+
+async def test_verification_on_worker_threads_gives_the_same_answers(tmp_path: Path) -> None:
+    env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": PK.hex(), "VRF_VERIFY_THREADS": "2"}
+    async with serving(tmp_path, **env) as (app, client, _audit):
+        good = [vrf_pcs(SK, shard_id=f"t{i}") for i in range(6)]
+        bad = [vrf_pcs(SK, shard_id=f"u{i}", seed=i) for i in range(6)]
+        answers = await asyncio.gather(*(submit(client, p) for p in good + bad))
+        assert [a.status_code for a in answers] == [200] * 6 + [401] * 6
+        text = app_metrics(app)
+        assert metric(text, "flk_vrf_verified_total") == 6
+        assert metric(text, "flk_vrf_invalid_total", reason="seed_mismatch", mode="enforce") == 6

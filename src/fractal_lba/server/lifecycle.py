@@ -157,6 +157,7 @@ class Lifecycle:
             self._compactor = None
         await app.purger.close()
         await app.replayer.close()
+        app.pipeline.close()
         for closer in (app.inbox.close, app.audit.close, app.limiter.close, app.store.close):
             try:
                 await closer()

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from fractal_lba.adversarial.vrf_gate import GateRunner
 from fractal_lba.audit import AuditEntry, AuditError, AuditLog
 from fractal_lba.audit.entry import Outcome as AuditOutcome
 from fractal_lba.config import Settings
@@ -126,7 +127,7 @@ async def vrf_verification(p: Pipeline, s: Submission) -> Reply | None:
     gate = s.ctx.vrf
     pcs = s.pcs
     assert gate is not None and pcs is not None
-    failure = gate.check(pcs)
+    failure = await p.vrf_runner.check(gate, pcs)
     if failure is None:
         p.metrics.vrf_verified.inc()
         return None
@@ -254,6 +255,14 @@ class Pipeline:
     metrics: Metrics
     clock: Callable[[], float] = time.time
     _unavailable: dict[str, Reply] = field(default_factory=dict)
+    vrf_runner: GateRunner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.vrf_runner = GateRunner(self.settings.vrf_verify_threads)
+
+    def close(self) -> None:
+        """Stop the VRF worker threads, if any (after the last request)."""
+        self.vrf_runner.close()
 
     @staticmethod
     def steps_for(ctx: TenantContext) -> tuple[PipelineStepFn, ...]:
