@@ -182,3 +182,11 @@ def test_repr_and_errors_never_show_secret_material() -> None:
     with pytest.raises(VrfError) as info:
         vrf.verify(pk, b"x", PI16)
     assert PI16.hex() not in str(info.value) and pk.hex() not in str(info.value)
+
+
+def test_unverified_output_is_beta_without_the_proof_check() -> None:
+    assert vrf.unverified_output(PI16) == bytes.fromhex(V16["beta_hex"])
+    forged = PI16[:32] + bytes(16) + PI16[48:]  # same Gamma, nonsense c: beta is the same
+    assert vrf.unverified_output(forged) == bytes.fromhex(V16["beta_hex"])
+    assert _reason(VrfPublicKey.from_bytes(PK16).check_proof, b"", forged) == "proof_invalid"
+    assert _reason(vrf.unverified_output, LOW_ORDER[4] + PI16[32:]) == "gamma_invalid"

@@ -43,6 +43,14 @@ def _raw_pcs(obj: dict[str, Any]) -> PCS:
 
 
 # -- the gate as a pure function ----------------------------------------------------------
+def test_cheap_checks_come_before_the_proof() -> None:
+    """A chosen seed next to a foreign proof is refused for the seed (no verification paid)."""
+    pcs = vrf_pcs(SK, "acme")
+    pcs["vrf"] = vrf_pcs(OTHER_SK, "acme")["vrf"]
+    failure = VrfGate.for_tenant("acme", PK, "enforce").check(_pcs(pcs))
+    assert failure is not None and failure.reason == "seed_mismatch"
+
+
 def test_gate_accepts_a_seed_derived_from_beta() -> None:
     gate = VrfGate.for_tenant("acme", PK, "enforce")
     assert gate.check(_pcs(vrf_pcs(SK, "acme"))) is None
@@ -70,12 +78,14 @@ def test_gate_failures(change: dict[str, Any], reason: str, field: str) -> None:
     special = change.get("vrf")
     if special == "other-output":
         change = {"vrf": {**good, "output": b64(vrf.proof_to_hash(vrf.prove(SK, b"x")))}}
-    elif special == "other-key":
-        change = {"vrf": vrf_pcs(OTHER_SK, "acme", epoch=7)["vrf"]}
-    elif special == "other-tenant":
-        change = {"vrf": vrf_pcs(SK, "globex", epoch=7)["vrf"]}
-    elif special == "other-epoch":
-        change = {"vrf": vrf_pcs(SK, "acme", epoch=6)["vrf"]}
+    elif special in ("other-key", "other-tenant", "other-epoch"):
+        # A consistent forgery: seed and output match the foreign proof; only the proof fails.
+        other = {
+            "other-key": vrf_pcs(OTHER_SK, "acme", epoch=7),
+            "other-tenant": vrf_pcs(SK, "globex", epoch=7),
+            "other-epoch": vrf_pcs(SK, "acme", epoch=6),
+        }[special]
+        change = {"vrf": other["vrf"], "seed": other["seed"]}
     elif special == "small-order-gamma":
         change = {"vrf": {**good, "proof": b64(b"\x01" + bytes(31) + pi[32:])}}
     elif special == "s-not-reduced":
