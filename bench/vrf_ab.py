@@ -3,7 +3,9 @@
 Usage: python -m bench.vrf_ab [--duration 10] [--rounds 2] [--bodies 40000] [--workers 1]
 
 A = ``flk serve`` with no VRF; B = the same with ``VRF_ENABLED=true VRF_MODE=enforce`` and
-``VRF_PUBLIC_KEY`` set. Both get the same distinct bodies (version 0.2 PCS, each with an
+``VRF_PUBLIC_KEY`` set (everything else default, so ``VRF_VERIFY_THREADS=2``); C = B with
+``VRF_VERIFY_THREADS=--alt-threads`` (default 0: verification inline on the event loop).
+All get the same distinct bodies (version 0.2 PCS, each with an
 ECVRF proof over its own alpha and the seed derived from it; A ignores the proof). Runs are
 interleaved A, B, A, B, ... each on a fresh server (empty dedup store), so every request is
 first-seen. Prints req/s, server CPU us per request and B/A per round and the medians; the
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", action="store_true", help="reuse bench/out/vrf-ab-* from an earlier run"
     )
     ap.add_argument(
-        "--threads", type=int, default=2,
-        help="also run B with VRF_VERIFY_THREADS=N (0: skip that variant)",
+        "--alt-threads", type=int, default=0,
+        help="VRF_VERIFY_THREADS of variant C (default 0: inline); -1 skips C",
     )  # fmt: skip
     args = ap.parse_args(argv)
     ensure_wrk()
@@ -97,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             **base, "VRF_ENABLED": "true", "VRF_MODE": "enforce", "VRF_PUBLIC_KEY": pk.hex(),
         },
     }  # fmt: skip
-    if args.threads:
-        envs[f"C (enforce, {args.threads} thr)"] = {
-            **envs["B (VRF enforce)"], "VRF_VERIFY_THREADS": str(args.threads),
+    if args.alt_threads >= 0:
+        envs[f"C (enforce, {args.alt_threads} thr)"] = {
+            **envs["B (VRF enforce)"], "VRF_VERIFY_THREADS": str(args.alt_threads),
         }  # fmt: skip
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in envs}
     for r in range(args.rounds):
