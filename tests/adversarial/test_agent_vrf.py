@@ -75,12 +75,12 @@ def test_agent_run_against_the_embedded_default_with_vrf(tmp_path: Path) -> None
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         counts = dict(re.findall(r"(pending|acked|dead-lettered): (\d+)", status.stdout))
         assert (counts["pending"], counts["acked"], counts["dead-lettered"]) == ("0", "1", "0")
-        # Without --vrf-key the server refuses it (401 is not retried: dead-lettered).
+        # Without --vrf-key the server refuses it (a 401 is final: dead-lettered).
         bad = subprocess.run(
             [FLK, "agent", "run", *common, "--epoch", "2", "--outbox", str(tmp_path / "ob2")],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        assert bad.returncode == 1
+        assert bad.returncode == 3  # dead letters left in the outbox
         text = httpx.get(server.url + "/metrics", timeout=10).text
         assert metric(text, "flk_vrf_verified_total") == 1
         assert metric(text, "flk_vrf_invalid_total", reason="missing", mode="enforce") == 1
