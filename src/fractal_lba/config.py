@@ -27,6 +27,7 @@ from fractal_lba.adversarial.vrf_keys import parse_public_key
 from fractal_lba.contract import KeyFormatError, Secret, VerificationKey
 from fractal_lba.errors import ConfigError
 from fractal_lba.privacy.policy import PII_MODES, PiiMode, check_regions
+from fractal_lba_client.contract import PCS_VERSIONS
 
 SignAlg = Literal["hmac", "ed25519", "none"]
 Backend = Literal["sqlite", "memory", "redis", "postgres"]
@@ -141,6 +142,8 @@ class Settings:
     vrf_enabled: bool = False
     """Every tenant must carry a valid ECVRF proof (SPEC section 8; step 6)."""
     vrf_mode: str = "enforce"
+    min_pcs_version: str = "0.1"
+    """MIN_PCS_VERSION: oldest PCS version accepted (default of tenants that set none)."""
     """``enforce`` (401) or ``report_only``: the default of tenants that set no ``vrf.mode``."""
     vrf_public_key: bytes | None = None
     """Single-tenant VRF public key (VRF_PUBLIC_KEY); ``None`` = the local ``vrf.key``."""
@@ -255,6 +258,7 @@ class Settings:
             tenants_file=p.path("TENANTS_FILE"),
             vrf_enabled=p.boolean("VRF_ENABLED", False),
             vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
+            min_pcs_version=p.choice("MIN_PCS_VERSION", PCS_VERSIONS, "0.1"),
             vrf_public_key=p.vrf_public_key(),
             vrf_verify_threads=p.integer("VRF_VERIFY_THREADS", 2, lo=0, hi=64),
             pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from fractal_lba.contract import (
     full_record_message,
     generate_key,
 )
+from fractal_lba.contract.model import signed_bytes
 from fractal_lba.signals import compute_signals
 
 EVENTS = parse_events(
@@ -52,7 +53,12 @@ def test_built_pcs_round_trips_and_verifies(alg: str) -> None:
     public = key.public if alg == "ed25519" else key.secret
     assert public is not None
     ring = KeyRing([VerificationKey.from_text("k1", alg, public)])
-    ring.verify(pcs.signed_payload(), base64.b64decode(pcs.sig), now=0.0)
+    ring.verify(
+        signed_bytes(pcs, msgspec.to_builtins(pcs), "default"),
+        base64.b64decode(pcs.sig),
+        0.0,
+        full_record=pcs.version == "0.3",
+    )
     sig = compute_signals(EVENTS.points, EVENTS.timestamps, [2, 4, 8, 16, 32], 3)
     assert (pcs.D_hat, pcs.coh_star, pcs.r, pcs.budget) == (
         sig.D_hat,

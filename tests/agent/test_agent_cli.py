@@ -7,12 +7,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 from agent_helpers import FLK, Answer, Receiver, sample_rows, write_csv
 from click.testing import CliRunner
 
 from fractal_lba.cli import main
 from fractal_lba.contract import KeyRing, VerificationKey, decode_pcs, decode_signature
+from fractal_lba.contract.model import signed_bytes
 
 KEY = "cli-s3cret-hmac-key"
 EVENT_VALUE = "987654.321"
@@ -38,7 +40,12 @@ def test_build_pcs_prints_a_verifiable_pcs(events: Path) -> None:
     assert (pcs.shard_id, pcs.epoch, pcs.seed, pcs.version) == ("shard-001", 3, 9, "0.1")
     assert pcs.scales == [2, 4, 8]
     ring = KeyRing([VerificationKey.from_text("k", "hmac", KEY)])
-    ring.verify(pcs.signed_payload(), decode_signature(pcs.sig), now=0)
+    ring.verify(
+        signed_bytes(pcs, msgspec.to_builtins(pcs), "default"),
+        decode_signature(pcs.sig),
+        0,
+        full_record=pcs.version == "0.3",
+    )
     assert KEY not in out
 
 
@@ -71,7 +78,12 @@ def test_build_pcs_ed25519_and_meta(events: Path) -> None:
     pcs = decode_pcs(out.encode())
     assert pcs.meta == {"source": "eu"}
     ring = KeyRing([VerificationKey.from_text("k", "ed25519", keys["public"])])
-    ring.verify(pcs.signed_payload(), decode_signature(pcs.sig), now=0)
+    ring.verify(
+        signed_bytes(pcs, msgspec.to_builtins(pcs), "default"),
+        decode_signature(pcs.sig),
+        0,
+        full_record=pcs.version == "0.3",
+    )
 
 
 def test_build_pcs_missing_key_is_a_usage_error(events: Path) -> None:

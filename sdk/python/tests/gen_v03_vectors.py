@@ -34,7 +34,7 @@ def record(shard: str, epoch: int, root: str, **extra: Any) -> dict[str, Any]:
         "version": "0.3",
         "shard_id": shard,
         "epoch": epoch,
-        "attempt": 1,
+        "attempt": 2,  # not the model's default 1, so the agent's wire form keeps it
         "sent_at": "2025-01-01T00:00:00Z",
         "seed": 42,
         "scales": [2, 4, 8, 16, 32],

@@ -15,6 +15,7 @@ import pytest
 
 from fractal_lba_client import (
     compute_pcs_id,
+    full_record_message,
     make_signer,
     round9,
     sign_record,
@@ -56,3 +57,21 @@ def test_the_verifier_is_not_importable_here() -> None:
     if os.environ.get("FLK_SDK_ALONE") != "1":
         pytest.skip("only meaningful in the SDK-only venv (make test-sdk)")
     assert importlib.util.find_spec("fractal_lba") is None
+
+
+V3 = json.loads((VECTORS / "signing-v03.json").read_text(encoding="utf-8"))["vectors"]
+
+
+@pytest.mark.parametrize("v", V3, ids=lambda v: v["name"])
+def test_v03_vectors(v: dict[str, Any]) -> None:
+    record, tenant = v["record"], v["tenant_id"]
+    assert signed_message(record, tenant).hex() == v["message_hex"]
+    assert full_record_message({**record, "sig": "ignored"}, tenant).hex() == v["message_hex"]
+    if "hmac_key_utf8" in v:
+        signer = make_signer("hmac", v["hmac_key_utf8"])
+    else:
+        signer = make_signer("ed25519", bytes.fromhex(v["ed25519_seed_hex"]))
+        assert signer.public_key_b64 == v["ed25519_public_b64"]  # type: ignore[attr-defined]
+    assert sign_record(record, signer, tenant) == v["sig_b64"]
+    other = "default" if tenant != "default" else "acme"
+    assert sign_record(record, signer, other) != v["sig_b64"]  # bound to the tenant

@@ -25,6 +25,7 @@ from fractal_lba.contract.model import (
     SUPPORTED_VERSIONS,
     VRFProof,
     decode_pcs,
+    decode_record,
     encode_pcs,
     validate_pcs,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Verified",
     "compute_pcs_id",
     "decode_pcs",
+    "decode_record",
     "decode_signature",
     "encode_pcs",
     "full_record_message",

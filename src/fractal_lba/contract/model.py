@@ -14,6 +14,7 @@ echo a value, nor a key of ``N_j`` or ``meta`` (those are data). Order of the ch
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import re
@@ -21,22 +22,35 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from fractal_lba.contract.canonical import compute_pcs_id, signature_payload
+from fractal_lba.contract.canonical import (
+    compute_pcs_id,
+    full_record_message,
+    jcs,
+    signature_payload,
+)
 from fractal_lba.contract.errors import ValidationError
 from fractal_lba_client import ErrorCode as E
 from fractal_lba_client.contract import (
+    DEFAULT_PCS_VERSION,
+    FULL_RECORD_VERSIONS,
     MAX_META_KEYS,
     MAX_SAFE_INTEGER,
     MAX_TEXT,
+    PCS_VERSIONS,
     SCHEMA,
     VRF_OUTPUT_BYTES,
     VRF_PROOF_BYTES,
     b64_problem,
     text_problem,
+    version_key,
 )
 
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1", "0.2")
-LATEST_VERSION = "0.2"
+SUPPORTED_VERSIONS: tuple[str, ...] = PCS_VERSIONS
+LATEST_VERSION = DEFAULT_PCS_VERSION
+VERSION_ORDER: dict[str, tuple[int, int]] = {v: version_key(v) for v in PCS_VERSIONS}
+DELIVERY_FIELDS = frozenset({"sig", "attempt", "sent_at", "ft"})
+"""Fields a producer may change between deliveries of one 0.3 record (re-signing it): left
+out of its identity, so a retry is a duplicate and not an idempotency conflict."""
 MAX_META_VALUE = MAX_TEXT
 
 Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
@@ -352,6 +366,27 @@ def decode_record(body: bytes) -> tuple[PCS, dict[str, Any]]:
         # msgspec details name types and constraints; enum values are stripped above.
         raise _explain_validation_error(str(exc)) from None
     return validate_pcs(pcs), obj
+
+
+def signed_bytes(pcs: PCS, record: dict[str, Any], tenant_id: str) -> bytes:
+    """What the signature of ``pcs`` covers: the 0.3 full-record message bound to
+    ``tenant_id`` (from ``record``, the JSON object as received), else the 8-field payload."""
+    if pcs.version in FULL_RECORD_VERSIONS:
+        return full_record_message(record, tenant_id)
+    return pcs.signed_payload()
+
+
+def record_identity(pcs: PCS, record: dict[str, Any], signed: bytes) -> str:
+    """Hex digest that tells a duplicate from an idempotency conflict (SPEC 4 step 7).
+
+    0.1/0.2: the signed 8-field payload. 0.3: every claim of the record (JCS without
+    :data:`DELIVERY_FIELDS`), so a retry with a new ``attempt`` is a duplicate, and the same
+    pcs_id with different ``N_j``, ``meta``, ... is a conflict.
+    """
+    if pcs.version not in FULL_RECORD_VERSIONS:
+        return hashlib.sha256(signed).hexdigest()
+    claims = {k: v for k, v in record.items() if k not in DELIVERY_FIELDS}
+    return hashlib.sha256(b"pcs/v0.3 claims\n" + jcs(claims)).hexdigest()
 
 
 def decode_pcs(body: bytes) -> PCS:

@@ -25,7 +25,6 @@ ends with exactly one outcome and one audit entry.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import time
@@ -41,9 +40,10 @@ from fractal_lba.contract import (
     PCS,
     SignatureError,
     ValidationError,
-    decode_pcs,
+    decode_record,
     decode_signature,
 )
+from fractal_lba.contract.model import VERSION_ORDER, record_identity, signed_bytes
 from fractal_lba.decision import Decision, SanityRejected, VerifyResult, encode_result, evaluate
 from fractal_lba.privacy.gate import PiiVerdict
 from fractal_lba.server.inbox import Admit
@@ -56,6 +56,7 @@ from fractal_lba.server.submission import Reply as Reply
 from fractal_lba.server.submission import TenantContext as TenantContext
 from fractal_lba.server.submission import error_body as error_body
 from fractal_lba.stores import DedupStore, StoredOutcome, StoreError
+from fractal_lba_client.contract import FULL_RECORD_VERSIONS
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -66,14 +67,21 @@ RETRY_AFTER_S = 1
 
 
 async def parse(p: Pipeline, s: Submission) -> Reply | None:
-    """Step 3: strict decode and schema validation; the signature's bytes decoded too."""
+    """Step 3: strict decode and schema validation (the tenant's ``min_pcs_version`` too);
+    the signature's bytes decoded too."""
     adm = s.adm
-    pcs = decode_pcs(adm.body)
+    pcs, s.record = decode_record(adm.body)
     if adm.schema_header is not None and adm.schema_header != pcs.version:
         raise ValidationError(
             "X-PCS-Schema-Version",
             "header must equal the body's version",
             code="schema_version_mismatch",
+        )
+    if VERSION_ORDER[pcs.version] < s.ctx.min_version:
+        raise ValidationError(
+            "version",
+            f"this tenant accepts version {s.ctx.tenant.min_pcs_version} or later",
+            code="version_below_minimum",
         )
     s.sig = decode_signature(pcs.sig) if s.ctx.tenant.keyring is not None else b""
     s.pcs = pcs
@@ -102,22 +110,26 @@ def _pii_applies(ctx: TenantContext) -> bool:
 
 
 async def signature_verification(p: Pipeline, s: Submission) -> Reply | None:
-    """Step 5: the tenant's active keys at the request's receive time (raises SignatureError)."""
+    """Step 5: the tenant's active keys at the request's receive time (raises SignatureError).
+
+    0.1/0.2 sign the 8-field payload; 0.3 the whole record as received, bound to the tenant
+    it is submitted as."""
     pcs = s.pcs
     assert pcs is not None
     tenant = s.ctx.tenant
     keyring = tenant.keyring
-    payload = pcs.signed_payload()
+    payload = signed_bytes(pcs, s.record, tenant.id)
+    full = pcs.version in FULL_RECORD_VERSIONS
     if keyring is None:
         p.metrics.unsigned.inc()
         log.warning(
             "UNSAFE: signature verification is disabled (PCS_SIGN_ALG=none)",
             extra={"pcs_id": pcs.pcs_id, "tenant_id": tenant.id},
         )
-    elif keyring.verify(payload, s.sig, s.adm.received_at).legacy_digest:
+    elif keyring.verify(payload, s.sig, s.adm.received_at, full_record=full).legacy_digest:
         p.metrics.legacy_digest.inc()
     s.payload = payload
-    s.payload_hash = hashlib.sha256(payload).hexdigest()
+    s.payload_hash = record_identity(pcs, s.record, payload)
     return None
 
 
@@ -458,6 +470,7 @@ _REASON_LABELS = frozenset(
         "malformed_json", "invalid_number", "invalid_field", "missing_field", "unknown_field",
         "unknown_schema", "unsupported_version", "pcs_id_mismatch", "invalid_pcs",
         "schema_version_mismatch", "signature_invalid", "duplicate_key", "pii_detected",
+        "version_below_minimum",
     }
 )  # fmt: skip
 

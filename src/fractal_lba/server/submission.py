@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
 from fractal_lba.adversarial.vrf_gate import VrfGate
 from fractal_lba.contract import PCS
+from fractal_lba.contract.model import VERSION_ORDER
 from fractal_lba.decision import VerifyResult, signal_params
 from fractal_lba.privacy.gate import PiiGate, PiiVerdict
 from fractal_lba.server.inbox import Admit
@@ -71,7 +72,8 @@ def static_reply(status: int, error: str, field: str | None, detail: str) -> Rep
 class Submission:
     """One admitted request while steps 3-10 run (live or replayed); steps fill it in order.
 
-    ``pcs`` and ``sig`` are set by step 3, ``pii`` (the PII gate's verdict: what is written
+    ``pcs``, ``record`` (the JSON object as received, what a 0.3 signature covers) and ``sig``
+    are set by step 3, ``pii`` (the PII gate's verdict: what is written
     about the record, never what is verified) by step 4, ``payload`` / ``payload_hash`` by 5,
     ``note`` (a report-only VRF failure, appended to the audit reason) by step 6,
     ``status`` / ``body`` / ``reason`` (and ``result`` unless a sanity check rejected the
@@ -79,7 +81,7 @@ class Submission:
     """
 
     __slots__ = (
-        "adm", "body", "checks", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason",
+        "adm", "body", "checks", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason", "record",
         "result", "sig", "status",
     )  # fmt: skip
 
@@ -87,6 +89,7 @@ class Submission:
         self.adm = adm
         self.ctx = ctx
         self.pcs: PCS | None = None
+        self.record: dict[str, Any] = {}
         self.sig = b""
         self.payload = b""
         self.payload_hash = ""
@@ -119,6 +122,8 @@ class TenantContext:
     vrf: VrfGate | None = None
     pii: PiiGate | None = None
     """The tenant's prepared PII gate (None: scanning is off for it)."""
+    min_version: tuple[int, int] = (0, 1)
+    """The tenant's ``min_pcs_version`` as (major, minor)."""
 
     @classmethod
     def build(
@@ -146,5 +151,6 @@ class TenantContext:
                 else VrfGate.for_tenant(tenant.id, tenant.vrf.public_key, tenant.vrf.mode)
             ),
             pii=pii,
+            min_version=VERSION_ORDER[tenant.min_pcs_version],
         )
         return ctx if steps_for is None else dataclasses.replace(ctx, steps=steps_for(ctx))

@@ -42,6 +42,7 @@ def defaults_from(settings: Settings) -> TenantDefaults:
         accept_legacy_digest=settings.hmac_accept_legacy_digest,
         vrf_mode=settings.vrf_mode,
         pii_phone_regions=settings.pii_phone_regions,
+        min_pcs_version=settings.min_pcs_version,
     )
 
 

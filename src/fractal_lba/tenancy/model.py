@@ -47,6 +47,8 @@ class Tenant:
     pii: PiiSettings | None = None
     policy_version: str | None = None
     """Pinned policy version (semver); ``None`` follows the active policy."""
+    min_pcs_version: str = "0.1"
+    """Oldest PCS version this tenant accepts (0.3 = full-record, tenant-bound signatures)."""
 
     @property
     def unsafe_unsigned(self) -> bool:

@@ -150,6 +150,7 @@ def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | No
             )
         vrf = VrfSettings(pk, settings.vrf_mode)  # type: ignore[arg-type]
     tenant = Tenant(
+        min_pcs_version=settings.min_pcs_version,
         id=DEFAULT_TENANT,
         keyring=keyring,
         policy=policy,

@@ -35,6 +35,7 @@ from fractal_lba.errors import ConfigError
 from fractal_lba.policy import Policy
 from fractal_lba.privacy.policy import PiiSettings, parse_policy
 from fractal_lba.tenancy.model import Tenant, VrfSettings
+from fractal_lba_client.contract import PCS_VERSIONS
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Tenant ids become header values, metric labels and store keys: keep them plain."""
@@ -45,7 +46,17 @@ _SEMVER = re.compile(
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 
 TENANT_FIELDS = frozenset(
-    {"id", "keys", "token_rate", "burst", "daily_quota", "policy_version", "vrf", "pii"}
+    {
+        "id",
+        "keys",
+        "token_rate",
+        "burst",
+        "daily_quota",
+        "policy_version",
+        "vrf",
+        "pii",
+        "min_pcs_version",
+    }
 )
 KEY_FIELDS = frozenset({"id", "alg", "key", "not_before", "not_after"})
 VRF_FIELDS = frozenset({"public_key", "mode"})
@@ -63,6 +74,8 @@ class TenantDefaults:
     pii_phone_regions: tuple[str, ...] = ("US",)
     vrf_mode: str = "enforce"
     """VRF_MODE: the mode of a tenant whose ``vrf`` table sets none."""
+    min_pcs_version: str = "0.1"
+    """MIN_PCS_VERSION: the oldest PCS version of a tenant that sets none."""
 
 
 class _Where:
@@ -252,6 +265,11 @@ def parse_tenant(
         vrf=_vrf(w, obj["vrf"], defaults.vrf_mode) if "vrf" in obj else None,
         pii=_pii(w, obj["pii"], defaults) if "pii" in obj else None,
         policy_version=pinned,
+        min_pcs_version=(
+            _choice(w, "min_pcs_version", obj["min_pcs_version"], PCS_VERSIONS)
+            if "min_pcs_version" in obj
+            else defaults.min_pcs_version
+        ),
     )
 
 
@@ -295,6 +313,7 @@ def parse_tenants_env(value: str, policy: Policy, defaults: TenantDefaults) -> l
                 token_rate=defaults.token_rate,
                 burst=defaults.burst,
                 daily_quota=defaults.daily_quota,
+                min_pcs_version=defaults.min_pcs_version,
             )
         )
     check_unique(out, "TENANTS")
