@@ -89,12 +89,14 @@ def pcs_options(*, required: bool) -> Callable[[F], F]:
                 help="Seed of the coh_star directions.",
             ),
             click.option(
+                "--pcs-version",
                 "--version",
                 "pcs_version",
                 type=click.Choice(list(SUPPORTED_VERSIONS)),
                 default=LATEST_VERSION,
                 show_default=True,
-                help="PCS schema version to emit.",
+                help="PCS schema version to emit (0.3 signs the whole record for the tenant; "
+                "0.1/0.2 only 8 fields).",
             ),
             click.option(
                 "--meta",
