@@ -150,7 +150,7 @@ def test_attempt_and_outbox_seq_are_re_signed_where_the_signature_covers_them(al
     key = generate_key(alg)
     signer = load_signer(alg, key.secret)
     ring = KeyRing([VerificationKey.from_text("k", alg, key.public or key.secret)])
-    v02 = build_pcs(EVENTS, shard_id="s", epoch=1, signer=signer)
+    v02 = build_pcs(EVENTS, shard_id="s", epoch=1, signer=signer, version="0.2")
     stamped = msgspec.json.decode(stamp_attempt(encode_pcs(v02), 4, signer=None, tenant_id=None))
     assert stamped["attempt"] == 4  # 0.2: attempt is unsigned, no key needed, sig unchanged
     assert stamped["sig"] == v02.sig

@@ -35,7 +35,7 @@ T0 = 1_750_000_000.0
 
 def make_pcs(epoch: int) -> PCS:
     ev = parse_events(f"timestamp,x,y,z\n{epoch},0.{epoch + 1},0.5,0.25\n".encode(), "csv")
-    return build_pcs(ev, shard_id="s", epoch=epoch, signer=SIGNER)
+    return build_pcs(ev, shard_id="s", epoch=epoch, signer=SIGNER, version="0.2")
 
 
 class FakeTime:

@@ -19,7 +19,7 @@ SIGNER = load_signer("hmac", "outbox-test-key")
 
 def make_pcs(epoch: int, shard: str = "s") -> PCS:
     ev = parse_events(f"timestamp,x,y,z\n{epoch},0.{epoch + 1},0.5,0.25\n".encode(), "csv")
-    return build_pcs(ev, shard_id=shard, epoch=epoch, signer=SIGNER, sent_at="t")
+    return build_pcs(ev, shard_id=shard, epoch=epoch, signer=SIGNER, sent_at="t", version="0.2")
 
 
 def test_enqueue_ack_dead_and_reopen(tmp_path: Path) -> None:
