@@ -81,7 +81,8 @@ class Submission:
     """
 
     __slots__ = (
-        "adm", "body", "checks", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason", "record",
+        "adm", "body", "checks", "ctx", "note", "payload", "payload_hash", "pcs", "pii", "reason",
+        "record",
         "result", "sig", "status",
     )  # fmt: skip
 
