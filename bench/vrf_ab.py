@@ -3,8 +3,8 @@
 Usage: python -m bench.vrf_ab [--duration 10] [--rounds 2] [--bodies 40000] [--workers 1]
 
 A = ``flk serve`` with no VRF; B = the same with ``VRF_ENABLED=true VRF_MODE=enforce`` and
-``VRF_PUBLIC_KEY`` set (everything else default, so ``VRF_VERIFY_THREADS=2``); C = B with
-``VRF_VERIFY_THREADS=--alt-threads`` (default 0: verification inline on the event loop).
+``VRF_PUBLIC_KEY`` set (everything else default: verification inline); C = B with
+``VRF_VERIFY_THREADS=--alt-threads`` (default 2 worker threads).
 All get the same distinct bodies (version 0.2 PCS, each with an
 ECVRF proof over its own alpha and the seed derived from it; A ignores the proof). Runs are
 interleaved A, B, A, B, ... each on a fresh server (empty dedup store), so every request is
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", action="store_true", help="reuse bench/out/vrf-ab-* from an earlier run"
     )
     ap.add_argument(
-        "--alt-threads", type=int, default=0,
-        help="VRF_VERIFY_THREADS of variant C (default 0: inline); -1 skips C",
+        "--alt-threads", type=int, default=2,
+        help="VRF_VERIFY_THREADS of variant C (default 2); -1 skips C",
     )  # fmt: skip
     args = ap.parse_args(argv)
     ensure_wrk()

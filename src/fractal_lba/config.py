@@ -147,9 +147,10 @@ class Settings:
     """``enforce`` (401) or ``report_only``: the default of tenants that set no ``vrf.mode``."""
     vrf_public_key: bytes | None = None
     """Single-tenant VRF public key (VRF_PUBLIC_KEY); ``None`` = the local ``vrf.key``."""
-    vrf_verify_threads: int = 2
-    """Threads per worker that verify VRF proofs off the event loop; 0 = inline. libsodium
-    releases the GIL, so a worker can use a second core for proofs (bench/vrf_ab.py)."""
+    vrf_verify_threads: int = 0
+    """Threads per worker that verify VRF proofs off the event loop; 0 = inline (default:
+    on a busy 2-core host the GIL hand-offs cost ~200 us CPU per request more than they
+    gain, bench/vrf_ab.py). libsodium releases the GIL, so spare cores can take proofs."""
     pii_scan_mode: PiiMode = "off"
     """Default PII gate mode for tenants without a ``pii`` table (SPEC section 8)."""
     pii_report_only: bool = False
@@ -260,7 +261,7 @@ class Settings:
             vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
             min_pcs_version=p.choice("MIN_PCS_VERSION", PCS_VERSIONS, "0.1"),
             vrf_public_key=p.vrf_public_key(),
-            vrf_verify_threads=p.integer("VRF_VERIFY_THREADS", 2, lo=0, hi=64),
+            vrf_verify_threads=p.integer("VRF_VERIFY_THREADS", 0, lo=0, hi=64),
             pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),  # type: ignore[arg-type]
             pii_report_only=p.boolean("PII_REPORT_ONLY", False),
             pii_phone_regions=p.phone_regions("PII_PHONE_REGIONS"),

@@ -237,8 +237,8 @@ def test_tenant_vrf_mode_defaults_to_vrf_mode(tmp_path: Path) -> None:
     assert acme.vrf is not None and acme.vrf.mode == "report_only"
 
 
-async def test_inline_verification_gives_the_same_answers(tmp_path: Path) -> None:
-    env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": PK.hex(), "VRF_VERIFY_THREADS": "0"}
+async def test_verification_on_worker_threads_gives_the_same_answers(tmp_path: Path) -> None:
+    env = {"VRF_ENABLED": "true", "VRF_PUBLIC_KEY": PK.hex(), "VRF_VERIFY_THREADS": "2"}
     async with serving(tmp_path, **env) as (app, client, _audit):
         good = [vrf_pcs(SK, shard_id=f"t{i}") for i in range(6)]
         bad = [vrf_pcs(SK, shard_id=f"u{i}", seed=i) for i in range(6)]
