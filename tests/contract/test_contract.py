@@ -181,3 +181,22 @@ def test_key_formats_and_reprs() -> None:
     assert "k-secret" not in repr(key)
     gen = generate_key("ed25519")
     assert gen.public is not None and len(base64.b64decode(gen.public)) == 32
+
+
+def test_ed25519_keyring_goes_through_libsodium_and_fails_closed() -> None:
+    from nacl.signing import VerifyKey
+
+    gen = generate_key("ed25519")
+    assert gen.public is not None
+    ring = KeyRing([VerificationKey.from_text("k", "ed25519", gen.public)])
+    assert isinstance(ring.keys[0].ed25519_key, VerifyKey)
+    payload = b'{"a":1}'
+    sig = base64.b64decode(
+        make_signer("ed25519", gen.secret).sign(hashlib.sha256(payload).digest())
+    )
+    assert ring.verify(payload, sig, 0).key_id == "k"
+    for bad in (sig[:-1], sig + b"x", b"", bytes(64), sig[:32] + bytes(32)):
+        with pytest.raises(SignatureError):
+            ring.verify(payload, bad, 0)
+    with pytest.raises(SignatureError):  # 0.3: over the message itself, not its digest
+        ring.verify(payload, sig, 0, full_record=True)
