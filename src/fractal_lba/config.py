@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar, get_args
 
 from fractal_lba.adversarial.vrf import VrfError
 from fractal_lba.adversarial.vrf_keys import parse_public_key
@@ -33,7 +33,8 @@ SignAlg = Literal["hmac", "ed25519", "none"]
 Backend = Literal["sqlite", "memory", "redis", "postgres"]
 LimiterBackend = Literal["memory", "redis"]
 
-BACKENDS: tuple[str, ...] = ("sqlite", "memory", "redis", "postgres")
+BACKENDS: tuple[str, ...] = get_args(Backend)
+"""The dedup backend names (the one list; ``stores.factory`` is keyed by ``Backend``)."""
 SIGN_ALGS: tuple[str, ...] = ("hmac", "ed25519", "none")
 LIMITER_BACKENDS: tuple[str, ...] = ("memory", "redis")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -31,7 +31,7 @@ from fractal_lba.stores import (
     StoreUnavailable,
     create_store,
 )
-from fractal_lba.stores.sqlite_checkpoint import WAL_SIZE_LIMIT
+from fractal_lba.stores.sqlite.checkpoint import WAL_SIZE_LIMIT
 
 TTL = 1000.0
 
@@ -326,3 +326,79 @@ def test_missing_service_skips_unless_required(require: bool) -> None:
     else:
         assert run.returncode == 0, run.stdout
         assert "1 skipped" in run.stdout
+
+
+# --- one package per backend ---------------------------------------------------------------
+
+
+def test_every_backend_name_has_a_dedup_and_a_quota_store() -> None:
+    from fractal_lba import config
+    from fractal_lba.stores.factory import QUOTA_BACKENDS
+
+    assert set(BACKENDS) == set(QUOTA_BACKENDS) == set(config.BACKENDS)
+
+
+@pytest.mark.anyio
+async def test_a_bad_redis_url_is_a_config_error_everywhere(tmp_path: Path) -> None:
+    from fractal_lba.tenancy import RedisLimiter
+    from fractal_lba.tenancy.quota import create_quota_store
+
+    bad = "nosuchscheme://secret-password@host/0"
+    store = RedisStore(bad)
+    with pytest.raises(ConfigError, match="REDIS_URL") as info:
+        await store.open()
+    assert "secret" not in str(info.value)
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        create_quota_store("redis", data_dir=tmp_path, redis_url=bad, postgres_dsn="")
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        RedisLimiter(bad)
+
+
+def test_driver_errors_map_in_one_table_per_backend() -> None:
+    import psycopg
+    import redis.exceptions as rex
+
+    from fractal_lba.stores.postgres.errors import StatementError
+    from fractal_lba.stores.postgres.errors import translate as pg
+    from fractal_lba.stores.redis.errors import translate as rd
+    from fractal_lba.stores.sqlite.errors import translate as sq
+
+    assert type(sq(sqlite3.OperationalError("disk I/O error"), "put")) is StoreUnavailable
+    assert type(sq(sqlite3.IntegrityError("x"), "put")) is StoreError
+    assert type(rd(rex.ConnectionError("x"), "get", 1.0)) is StoreUnavailable
+    assert type(rd(rex.ResponseError("LOADING wait"), "get", 1.0)) is StoreUnavailable
+    assert type(rd(rex.ResponseError("WRONGTYPE key 'secret'"), "get", 1.0)) is StoreError
+    assert "timed out after 1s" in str(rd(rex.TimeoutError(), "get", 1.0))
+    assert type(pg(psycopg.OperationalError("x"), "get", 1.0)) is StoreUnavailable
+    assert type(pg(psycopg.DataError("row 'secret'"), "put", 1.0)) is StatementError
+    assert type(pg(psycopg.ProgrammingError("x"), "put", 1.0)) is StoreError
+    for err in (rd(rex.ResponseError("WRONGTYPE key 'secret'"), "get", 1.0),
+                pg(psycopg.DataError("row 'secret'"), "put", 1.0)):  # fmt: skip
+        assert "secret" not in str(err)
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_postgres_quota_store_creates_its_table_under_the_advisory_lock(
+    postgres_dsn: str, namespace: str, tmp_path: Path
+) -> None:
+    """Replicas starting together: every one opens (no UniqueViolation race on CREATE)."""
+    from fractal_lba.tenancy.quota import create_quota_store
+
+    stores = [
+        create_quota_store(
+            "postgres",
+            data_dir=tmp_path,
+            redis_url="",
+            postgres_dsn=postgres_dsn,
+            namespace=namespace,
+        )
+        for _ in range(6)
+    ]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        assert await stores[0].add("2026-01-01", {"t": 2}) == {"t": 2}
+        assert await stores[5].add("2026-01-01", {"t": 3}) == {"t": 5}
+    finally:
+        for s in stores:
+            await s.close()

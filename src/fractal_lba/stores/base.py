@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -99,6 +99,19 @@ def check_positive(name: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
     return value
+
+
+def outcome_from_row(row: Sequence[Any]) -> StoredOutcome:
+    """The outcome in a SQL row ``(status, body, payload_hash, request_id, created_at)``
+    (the column order every SQL backend selects)."""
+    status, body, payload_hash, request_id, created_at = row
+    return StoredOutcome(
+        status=int(status),
+        body=bytes(body),
+        payload_hash=str(payload_hash),
+        request_id=str(request_id),
+        created_at=float(created_at),
+    )
 
 
 def insert_args(

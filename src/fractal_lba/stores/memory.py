@@ -20,7 +20,7 @@ import asyncio
 import errno
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +47,27 @@ class _Entry(msgspec.Struct, array_like=True):
 class _Snapshot(msgspec.Struct):
     version: int
     entries: list[_Entry]
+
+
+class MemoryQuotaStore:
+    """Quota counters in this process only (``DEDUP_BACKEND=memory``: nothing survives)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def add(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for tid, n in deltas.items():
+            out[tid] = self._counts[(day, tid)] = self._counts.get((day, tid), 0) + n
+        return out
+
+    async def close(self) -> None:
+        return None
 
 
 class StoreFull(StoreUnavailable):

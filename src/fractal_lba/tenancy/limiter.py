@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from fractal_lba.stores import StoreError
 from fractal_lba.tenancy.errors import LimiterUnavailable
 from fractal_lba.tenancy.model import Tenant
 from fractal_lba.tenancy.quota import (
@@ -215,7 +216,10 @@ class TokenBucketLimiter:
         return self._global is not None
 
     async def open(self) -> None:
-        await self._store.open()
+        try:
+            await self._store.open()
+        except StoreError as exc:
+            raise LimiterUnavailable(f"quota store: {exc}") from None
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_loop(), name="flk-quota-flush")
 
@@ -275,7 +279,7 @@ class TokenBucketLimiter:
             today = utc_day(self._clock())
             try:
                 for day, deltas in by_day.items():
-                    totals = await self._store.add(day, deltas)
+                    totals = await self._add(day, deltas)
                     for tid, total in totals.items():
                         self._base[(day, tid)] = total
                         self._inflight.pop((day, tid), None)
@@ -301,6 +305,13 @@ class TokenBucketLimiter:
         await self._store.close()
 
     # -- internals -------------------------------------------------------------------------
+    async def _add(self, day: str, deltas: dict[str, int]) -> dict[str, int]:
+        """The quota store's add; its StoreError is this limiter's LimiterUnavailable."""
+        try:
+            return await self._store.add(day, deltas)
+        except StoreError as exc:
+            raise LimiterUnavailable(f"quota store: {exc}") from None
+
     def _bucket(self, tenant: Tenant, now: float) -> _Bucket:
         bucket = self._buckets.get(tenant.id)
         if bucket is None:
@@ -326,7 +337,7 @@ class TokenBucketLimiter:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loading[key] = fut
         try:
-            totals = await self._store.add(key[0], {key[1]: 0})
+            totals = await self._add(key[0], {key[1]: 0})
             self._base.setdefault(key, totals[key[1]])
             fut.set_result(None)
         except Exception as exc:

@@ -5,7 +5,8 @@ atomically (Redis runs scripts one at a time), so N replicas together admit exac
 one would. Keys (``ns`` = DEDUP_NAMESPACE):
 
 * ``{ns}:rl:{len}:{tenant}`` / ``{ns}:rl:*global`` - hash ``t`` (tokens), ``ts`` (unix s),
-  expiring once the bucket would be full again;
+  expiring a minute after the bucket would be full again (Redis expires keys on its own
+  clock: the margin covers replicas whose clocks differ from it, and tests with a fake clock);
 * ``{ns}:quota:{YYYY-MM-DD}:{len}:{tenant}`` - admitted count of that UTC day (3-day TTL),
   the same keys :class:`~fractal_lba.tenancy.quota.RedisQuotaStore` uses.
 
@@ -16,17 +17,12 @@ Single Redis (or one primary); the keys of one call are not co-located for Redis
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
-from fractal_lba.errors import ConfigError
+from fractal_lba.stores import StoreError
+from fractal_lba.stores.redis import call, connect
 from fractal_lba.tenancy.errors import LimiterUnavailable
 from fractal_lba.tenancy.limiter import ALLOWED, Cause, LimitUsage, RateDecision, refusal
 from fractal_lba.tenancy.model import Tenant
@@ -64,12 +60,12 @@ if code == 0 and cost > 0 then
   if rate > 0 then
     t = t - cost
     redis.call('HSET', KEYS[1], 't', tostring(t), 'ts', tostring(tts))
-    redis.call('PEXPIRE', KEYS[1], math.ceil((size - t) / rate * 1000) + 1000)
+    redis.call('PEXPIRE', KEYS[1], math.ceil((size - t) / rate * 1000) + 60000)
   end
   if grate > 0 then
     g = g - cost
     redis.call('HSET', KEYS[2], 't', tostring(g), 'ts', tostring(gts))
-    redis.call('PEXPIRE', KEYS[2], math.ceil((gsize - g) / grate * 1000) + 1000)
+    redis.call('PEXPIRE', KEYS[2], math.ceil((gsize - g) / grate * 1000) + 60000)
   end
   if quota > 0 then
     used = redis.call('INCRBY', KEYS[3], cost)
@@ -105,18 +101,7 @@ class RedisLimiter:
         self._global_rate = global_rate
         self._timeout = op_timeout
         self._global_key = f"{namespace}:rl:*global"  # '*' cannot start a tenant id
-        try:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=64,
-                timeout=op_timeout,
-                socket_connect_timeout=op_timeout,
-                socket_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-        except ValueError:
-            raise ConfigError("REDIS_URL is not a valid Redis URL") from None
-        self._client = aioredis.Redis.from_pool(pool)
+        self._client = connect(url, op_timeout=op_timeout)
         self._script = self._client.register_script(ACQUIRE_LUA)
 
     @property
@@ -168,11 +153,9 @@ class RedisLimiter:
         res = await self._call(self._script(keys=keys, args=args))
         return int(res[0]), int(res[1]) / 1000.0, int(res[2]) / 1000.0, int(res[3])
 
-    async def _call(self, aw: Any) -> Any:
+    async def _call(self, aw: Awaitable[Any]) -> Any:
+        """The script call, bounded by op_timeout; store errors answered as 503 upstream."""
         try:
-            async with asyncio.timeout(self._timeout):
-                return await aw
-        except TimeoutError:
-            raise LimiterUnavailable("rate limiter (redis) timed out") from None
-        except (RedisError, OSError) as exc:
-            raise LimiterUnavailable(f"rate limiter (redis): {type(exc).__name__}") from None
+            return await call("rate limiter", aw, self._timeout)
+        except StoreError as exc:
+            raise LimiterUnavailable(f"rate limiter: {exc}") from None

@@ -36,7 +36,6 @@ trade as the SQLite store's ``synchronous = NORMAL``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,8 +44,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from psycopg_pool.errors import PoolClosed
+from psycopg_pool import AsyncConnectionPool
 
 from fractal_lba.stores.base import (
     Clock,
@@ -55,9 +53,12 @@ from fractal_lba.stores.base import (
     check_namespace,
     check_positive,
     insert_args,
+    outcome_from_row,
 )
 from fractal_lba.stores.batching import Batcher
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.stores.postgres import schema
+from fractal_lba.stores.postgres.errors import DRIVER_ERRORS, StatementError, timed_out, translate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,9 +67,6 @@ _Conn = psycopg.AsyncConnection[TupleRow]
 _Key = tuple[str, str]
 _Put = tuple[str, str, StoredOutcome, float]
 """A queued ``put_if_absent``: tenant_id, pcs_id, outcome, ttl_s."""
-
-# SQLSTATE classes meaning "the server cannot serve now" rather than "the query is wrong".
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
 
 # Batches in flight per operation (gets and puts each). Every running batch holds a pooled
 # connection: 6 + 6 leave 6 of the default pool of 18 for ping, purge, open and for attempts
@@ -84,11 +82,6 @@ _MAX_INFLIGHT = 6
 _MAX_BATCH = 128
 # How often a put re-inserts keys whose winner was purged between its two statements.
 _PUT_ROUNDS = 3
-
-
-class _StatementError(StoreError):
-    """A statement was refused for its arguments (e.g. a NUL byte in a text column): retrying
-    the same batch will not help, but the other calls of the batch may be fine alone."""
 
 
 class PostgresStore:
@@ -108,7 +101,8 @@ class PostgresStore:
         reconnect_timeout: float = 10.0,
     ) -> None:
         self._dsn = dsn
-        self._table_name = f"{check_namespace(namespace)}_dedup"
+        self._namespace = check_namespace(namespace)
+        self._table_name = schema.table_name(self._namespace, "dedup")
         self._op_timeout = check_positive("op_timeout", op_timeout)
         self._clock = clock
         self._min_size = min_size
@@ -178,19 +172,6 @@ class PostgresStore:
             "AND expires_at <= %s"
         ).format(t=t)
         self._sql_ping = sql.SQL("SELECT 1 FROM {t} LIMIT 1").format(t=t)
-        self._sql_schema = [
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {t} (tenant_id text NOT NULL, pcs_id text NOT NULL, "
-                "status integer NOT NULL, body bytea NOT NULL, payload_hash text NOT NULL, "
-                "request_id text NOT NULL, created_at double precision NOT NULL, "
-                "expires_at double precision NOT NULL, PRIMARY KEY (tenant_id, pcs_id))"
-            ).format(t=t),
-            sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)").format(
-                i=sql.Identifier(f"{self._table_name}_expires_idx"), t=t
-            ),
-        ]
-        digest = hashlib.sha256(f"fractal_lba.stores:{self._table_name}".encode()).digest()
-        self._lock_id = int.from_bytes(digest[:8], "big", signed=True)
 
     @property
     def table(self) -> str:
@@ -287,7 +268,7 @@ class PostgresStore:
 
             async def one(conn: _Conn) -> list[StoredOutcome | None]:
                 row = await (await conn.execute(self._sql_get, args)).fetchone()
-                return [None if row is None else _outcome(row)]
+                return [None if row is None else outcome_from_row(row)]
 
             return await self._run("get", one, timeout)
         keys = list(dict.fromkeys(items))
@@ -295,7 +276,7 @@ class PostgresStore:
 
         async def many(conn: _Conn) -> dict[_Key, StoredOutcome]:
             rows = await (await conn.execute(self._sql_get_many, args)).fetchall()
-            return {(row[0], row[1]): _outcome(row[2:]) for row in rows}
+            return {(row[0], row[1]): outcome_from_row(row[2:]) for row in rows}
 
         found = await self._run("get", many, timeout)
         return [found.get(key) for key in items]
@@ -370,10 +351,10 @@ class PostgresStore:
         """The committed rows of ``keys`` (live or not: they just beat an insert)."""
         if len(keys) == 1:
             row = await (await conn.execute(self._sql_winner, keys[0])).fetchone()
-            return {} if row is None else {keys[0]: _outcome(row)}
+            return {} if row is None else {keys[0]: outcome_from_row(row)}
         args = ([k[0] for k in keys], [k[1] for k in keys])
         rows = await (await conn.execute(self._sql_winner_many, args)).fetchall()
-        return {(row[0], row[1]): _outcome(row[2:]) for row in rows}
+        return {(row[0], row[1]): outcome_from_row(row[2:]) for row in rows}
 
     async def _isolating(
         self,
@@ -389,7 +370,7 @@ class PostgresStore:
         deadline = loop.time() + timeout
         try:
             return await run(items, timeout)
-        except _StatementError:
+        except StatementError:
             if len(items) == 1:
                 raise
         results: list[R | BaseException] = []
@@ -413,10 +394,7 @@ class PostgresStore:
         await conn.execute("SET synchronous_commit = off")
 
     async def _create_schema(self, conn: _Conn) -> None:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
-            for statement in self._sql_schema:
-                await conn.execute(statement)
+        await schema.create(conn, self._namespace, "dedup")
 
     async def _run(
         self, op: str, work: Callable[[_Conn], Awaitable[T]], timeout: float | None = None
@@ -444,16 +422,8 @@ class PostgresStore:
             raise self._timed_out(op)
         try:
             return task.result()
-        except PoolTimeout:
-            raise self._timed_out(op) from None
-        except PoolClosed:
-            raise StoreError("postgres store is not open") from None
-        except psycopg.Error as exc:
-            raise _translate(exc, op) from None
-        except OSError as exc:
-            raise StoreUnavailable(f"postgres {op} failed: {type(exc).__name__}") from None
-        except UnicodeError:  # a lone surrogate in a str argument: not encodable as UTF-8
-            raise _StatementError(f"postgres {op} failed: argument is not valid text") from None
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, op, self._op_timeout) from None
 
     async def _attempt(
         self, pool: AsyncConnectionPool[_Conn], work: Callable[[_Conn], Awaitable[T]]
@@ -471,7 +441,7 @@ class PostgresStore:
             return await work(conn)
 
     def _timed_out(self, op: str) -> StoreUnavailable:
-        return StoreUnavailable(f"postgres {op} timed out after {self._op_timeout:g}s")
+        return timed_out(op, self._op_timeout)
 
     def _abandon(self, task: asyncio.Future[Any]) -> None:
         task.cancel()
@@ -482,28 +452,3 @@ class PostgresStore:
         self._abandoned.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: the caller already got StoreUnavailable
-
-
-def _outcome(row: tuple[Any, ...]) -> StoredOutcome:
-    status, body, payload_hash, request_id, created_at = row
-    return StoredOutcome(
-        status=int(status),
-        body=bytes(body),
-        payload_hash=str(payload_hash),
-        request_id=str(request_id),
-        created_at=float(created_at),
-    )
-
-
-def _translate(exc: psycopg.Error, op: str) -> StoreError:
-    """Map a psycopg error by SQLSTATE; never echo its message (it may quote row values)."""
-    state = exc.sqlstate or ""
-    what = state or type(exc).__name__
-    if (
-        isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-        or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    ):
-        return StoreUnavailable(f"postgres {op} failed: {what}")
-    if isinstance(exc, psycopg.DataError) or state[:2] == "22":  # refused for an argument
-        return _StatementError(f"postgres {op} failed: {what}")
-    return StoreError(f"postgres {op} failed: {what}")

@@ -16,7 +16,7 @@ Design:
   for the write lock; a write batch that finds the lock taken by another process retries
   every 0.1-1 ms (not SQLite's 1, 2, 5, 10... ms busy handler) until ``op_timeout``.
 * WAL checkpoints run on a thread of their own
-  (:class:`~fractal_lba.stores.sqlite_checkpoint.Checkpointer`), never inside a commit of
+  (:class:`~fractal_lba.stores.sqlite.checkpoint.Checkpointer`), never inside a commit of
   the store thread: on a large store they cost tens to hundreds of milliseconds each.
 """
 
@@ -41,9 +41,13 @@ from fractal_lba.stores.base import (
     check_namespace,
     check_positive,
     insert_args,
+    outcome_from_row,
 )
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
-from fractal_lba.stores.sqlite_checkpoint import WAL_SIZE_LIMIT, Checkpointer
+from fractal_lba.stores.sqlite import schema
+from fractal_lba.stores.sqlite.checkpoint import Checkpointer
+from fractal_lba.stores.sqlite.connection import connect
+from fractal_lba.stores.sqlite.errors import DRIVER_ERRORS, is_busy, translate
 from fractal_lba.wal.group import STOP, take_batch
 
 T = TypeVar("T")
@@ -80,7 +84,8 @@ class SqliteStore:
         max_batch: int = 512,
     ) -> None:
         self._path = path
-        self._table = f"{check_namespace(namespace)}_dedup"
+        self._namespace = check_namespace(namespace)
+        self._table = schema.table_name(self._namespace, "dedup")
         self._op_timeout = check_positive("op_timeout", op_timeout)
         self._clock = clock
         self._max_batch = max_batch
@@ -145,7 +150,7 @@ class SqliteStore:
 
         def work(conn: sqlite3.Connection) -> StoredOutcome | None:
             row = conn.execute(self._sql_get, args).fetchone()
-            return None if row is None else _outcome(row)
+            return None if row is None else outcome_from_row(row)
 
         return cast("StoredOutcome | None", await self._submit("get", work, writes=False))
 
@@ -161,7 +166,7 @@ class SqliteStore:
             row = conn.execute(self._sql_winner, (tenant_id, pcs_id)).fetchone()
             if row is None:  # cannot happen under the write lock; fail closed if it does
                 raise StoreError("sqlite dedup record vanished during put")
-            return _outcome(row)
+            return outcome_from_row(row)
 
         return cast(StoredOutcome, await self._submit("put", work, writes=True))
 
@@ -253,12 +258,12 @@ class SqliteStore:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     raise
-            except (sqlite3.Error, OSError) as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
+            except DRIVER_ERRORS as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
                     time.sleep(_LOCK_BACKOFF_S[min(attempt, len(_LOCK_BACKOFF_S) - 1)])
                     continue
-                error = _translate(exc, live[0].name if len(live) == 1 else "batch")
-                if not _is_busy(exc):
+                error = translate(exc, live[0].name if len(live) == 1 else "batch")
+                if not is_busy(exc):
                     self._disconnect()  # reconnect on the next batch
                 _resolve_all([(op, None, error) for op in live])
                 return
@@ -278,25 +283,10 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=self._op_timeout, isolation_level=None)
+        conn = connect(self._path, timeout=self._op_timeout, checkpointer=True)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._op_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer thread does it
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                "tenant_id TEXT NOT NULL, pcs_id TEXT NOT NULL, status INTEGER NOT NULL, "
-                "body BLOB NOT NULL, payload_hash TEXT NOT NULL, request_id TEXT NOT NULL, "
-                "created_at REAL NOT NULL, expires_at REAL NOT NULL, "
-                "PRIMARY KEY (tenant_id, pcs_id)) WITHOUT ROWID"
-            )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self._table}_expires ON {self._table} (expires_at)"
-            )
+            schema.create(conn, self._namespace, "dedup")
             conn.execute("COMMIT")
             # From here on SQLITE_BUSY comes back at once; _run_transaction waits in fine steps.
             conn.execute("PRAGMA busy_timeout = 0")
@@ -311,37 +301,6 @@ class SqliteStore:
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-
-
-def _outcome(row: tuple[Any, ...]) -> StoredOutcome:
-    status, body, payload_hash, request_id, created_at = row
-    return StoredOutcome(
-        status=int(status),
-        body=bytes(body),
-        payload_hash=str(payload_hash),
-        request_id=str(request_id),
-        created_at=float(created_at),
-    )
-
-
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-
-def _is_busy(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-
-
-def _error_name(exc: BaseException) -> str:
-    name = getattr(exc, "sqlite_errorname", None)
-    return name if isinstance(name, str) else type(exc).__name__
-
-
-def _translate(exc: BaseException, op: str) -> StoreError:
-    """Map a driver error to a store error without echoing SQL parameters."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
-        return StoreError(f"sqlite {op} failed: {_error_name(exc)}")
-    return StoreUnavailable(f"sqlite {op} failed: {_error_name(exc)}")
 
 
 _Outcome = tuple[_Op, Any, BaseException | None]

@@ -23,17 +23,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import (
-    AuthenticationError,
-    ConnectionError,
-    RedisError,
-    ResponseError,
-)
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from fractal_lba.stores.base import (
     Clock,
@@ -44,6 +34,8 @@ from fractal_lba.stores.base import (
 )
 from fractal_lba.stores.batching import Batcher
 from fractal_lba.stores.errors import StoreError, StoreUnavailable
+from fractal_lba.stores.redis.connection import Client, Script, connect
+from fractal_lba.stores.redis.errors import call, timed_out
 
 T = TypeVar("T")
 
@@ -90,11 +82,6 @@ end
 return n
 """
 
-# Error replies of a server that is up but cannot serve right now.
-_TRANSIENT_REPLIES = frozenset(
-    {"LOADING", "BUSY", "READONLY", "MISCONF", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
-)
-
 # Batches in flight per operation: while one batch is on the wire the next one fills up, so
 # under load the client mostly sends full batches; a few more keep a slow reply from holding
 # everything up. More would only split the same load into smaller batches.
@@ -130,9 +117,9 @@ class RedisStore:
         self._clock = clock
         self._url = url
         self._max_connections = max_connections
-        self._client: aioredis.Redis | None = None
-        self._put_script: AsyncScript | None = None
-        self._purge_script: AsyncScript | None = None
+        self._client: Client | None = None
+        self._put_script: Script | None = None
+        self._purge_script: Script | None = None
         self._purge_cursor = 0
         self._gets: Batcher[str, StoredOutcome | None] = Batcher(
             self._get_batch,
@@ -152,20 +139,9 @@ class RedisStore:
     async def open(self) -> None:
         """Create the client and check that the server answers."""
         if self._client is None:
-            try:
-                pool = aioredis.BlockingConnectionPool.from_url(
-                    self._url,
-                    max_connections=self._max_connections,
-                    timeout=self._op_timeout,  # wait for a free connection, not fail
-                    socket_connect_timeout=self._op_timeout,
-                    socket_timeout=self._op_timeout,
-                    # One immediate retry replaces a pooled connection that died with a
-                    # server restart; the whole call stays bounded by op_timeout.
-                    retry=Retry(NoBackoff(), 1),
-                )
-                self._client = aioredis.Redis.from_pool(pool)
-            except ValueError:
-                raise StoreError("redis: invalid REDIS_URL") from None
+            self._client = connect(
+                self._url, op_timeout=self._op_timeout, max_connections=self._max_connections
+            )
             # EVALSHA; redis-py reloads the script after NOSCRIPT (e.g. a restarted server).
             self._put_script = self._client.register_script(_PUT_LUA)
             self._purge_script = self._client.register_script(_PURGE_LUA)
@@ -266,33 +242,18 @@ class RedisStore:
         raws: list[Any] = await self._call("put", call, timeout)
         return [None if raw is None else _winner(raw) for raw in raws]
 
-    def _require_client(self) -> aioredis.Redis:
+    def _require_client(self) -> Client:
         if self._client is None:
             raise StoreError("redis store is not open")
         return self._client
 
     def _timed_out(self, op: str) -> StoreUnavailable:
-        return StoreUnavailable(f"redis {op} timed out after {self._op_timeout:g}s")
+        return timed_out(op, self._op_timeout)
 
     async def _call(self, op: str, awaitable: Awaitable[T], timeout: float | None = None) -> T:
-        """Await a redis call within ``timeout`` (default op_timeout), translating every
-        driver error."""
-        try:
-            async with asyncio.timeout(self._op_timeout if timeout is None else timeout):
-                return await awaitable
-        except (TimeoutError, RedisTimeoutError):
-            raise self._timed_out(op) from None
-        except AuthenticationError:
-            raise StoreUnavailable(f"redis {op} failed: authentication rejected") from None
-        except (ConnectionError, OSError) as exc:
-            raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from None
-        except ResponseError as exc:
-            code = str(exc).split(" ", 1)[0][:16]
-            if code in _TRANSIENT_REPLIES:
-                raise StoreUnavailable(f"redis {op} failed: server replied {code}") from None
-            raise StoreError(f"redis {op} failed: server replied {code}") from None
-        except RedisError as exc:
-            raise StoreError(f"redis {op} failed: {type(exc).__name__}") from None
+        """Await a redis call within ``timeout`` (default op_timeout); driver errors are
+        translated by :func:`fractal_lba.stores.redis.errors.call`."""
+        return await call(op, awaitable, self._op_timeout if timeout is None else timeout)
 
 
 def _awaitable(value: Awaitable[T] | T) -> Awaitable[T]:
