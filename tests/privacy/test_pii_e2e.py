@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import JSON, SUBMIT, ServerProcess, make_pcs
+from server_helpers import JSON, SUBMIT, ServerProcess, make_pcs, wait_until
 
 ADMIN = "pii-admin-token"
 RETENTION_S = 2
@@ -274,3 +274,23 @@ def test_no_value_in_logs_audit_or_dedup_store(server: ServerProcess, sent: list
             assert n not in log, f"{what} in the server log"
             assert n not in audit, f"{what} in the audit log"
             assert n not in store, f"{what} in the dedup store"
+
+
+def test_block_and_redact_values_leave_data_dir_within_retention(
+    server: ServerProcess, sent: list[Sent]
+) -> None:
+    assert sent
+    acting = all_values(ACTS)
+    # Before the retention the raw bodies are still in the inbox WAL (the one allowed place)...
+    wait_until(
+        lambda: not files_containing(server.data_dir, acting),
+        timeout=RETENTION_S + 30,
+        what=f"PII gone from DATA_DIR: {files_containing(server.data_dir, acting)}",
+    )
+    # ...and the detect / report-only tenants' bodies stay for WAL_RETENTION, as documented.
+    kept = files_containing(server.data_dir, all_values(("t-detect",)))
+    assert kept and all("wal" in k for k in kept), kept
+    # The server still answers replays of the redacted requests from the dedup store.
+    first = next(s for s in sent if s.tenant == "t-redact")
+    again = submit(server, "t-redact", first.pcs)
+    assert again.status_code == 200 and again.content == first.body

@@ -22,7 +22,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,9 @@ class Outcome(msgspec.Struct, tag="O", array_like=True, frozen=True):
 
     request_id: str
     status: int
+    scrub: bool = False
+    """The admit's raw body held PII under block/redact: it is removed from disk within
+    ``PII_WAL_RETENTION`` (:meth:`Inbox.scrub_bodies`), also after a restart."""
 
 
 Record = Admit | Outcome
@@ -83,6 +86,30 @@ def pending_admits(records: Iterable[tuple[int, bytes]]) -> list[Admit]:
         else:
             admits.pop(rec.request_id, None)
     return list(admits.values())
+
+
+def scrub_backlog(records: Iterable[tuple[int, bytes]]) -> dict[str, float]:
+    """``request_id -> received_at`` of finished admits marked ``scrub`` whose raw body is
+    still on disk (what a restart must still remove)."""
+    bodies: dict[str, float] = {}
+    marked: set[str] = set()
+    for _, payload in records:
+        rec = decode_record(payload)
+        if isinstance(rec, Admit):
+            if rec.body:
+                bodies[rec.request_id] = rec.received_at
+        elif rec.scrub:
+            marked.add(rec.request_id)
+    return {rid: at for rid, at in bodies.items() if rid in marked}
+
+
+def _without_body(ids: Set[str], payload: bytes) -> bytes:
+    """``payload`` with its body emptied when it is the admit of one of ``ids``; else the
+    very same object (so the caller can tell nothing changed)."""
+    rec = decode_record(payload)
+    if isinstance(rec, Admit) and rec.body and rec.request_id in ids:
+        return _encode(msgspec.structs.replace(rec, body=b""))
+    return payload
 
 
 def inbox_index(path: Path) -> int:
@@ -163,6 +190,8 @@ class Inbox:
         self._outcomes: collections.deque[bytes] = collections.deque()
         self._committer: GroupCommitter[bytes, int] | None = None
         self._append_lock = threading.Lock()
+        self._scrub: dict[str, float] = {}
+        """request_id -> received_at of finished admits whose raw body must leave the disk."""
         self.recovery: Recovery | None = None
         """What opening this worker's log found (a cut torn tail is logged there too)."""
         self._nudged = False
@@ -208,6 +237,7 @@ class Inbox:
             break
         try:
             pending = pending_admits(log.iter_records())
+            self._scrub = scrub_backlog(log.iter_records())
         except BaseException:
             log.close()
             raise
@@ -226,14 +256,59 @@ class Inbox:
             raise WalError("inbox is not running")
         await committer.submit(_encode(admit))
 
-    def mark_outcome(self, request_id: str, status: int) -> None:
-        """Queue an outcome marker for the next group commit (no fsync of its own)."""
-        self._outcomes.append(_encode(Outcome(request_id, status)))
+    def mark_outcome(
+        self, request_id: str, status: int, *, scrub: bool = False, received_at: float = 0.0
+    ) -> None:
+        """Queue an outcome marker for the next group commit (no fsync of its own).
+
+        ``scrub``: the raw body held PII (block/redact); :meth:`scrub_bodies` removes it.
+        ``received_at`` (the admit's) bounds which segments that has to read.
+        """
+        self._outcomes.append(_encode(Outcome(request_id, status, scrub)))
+        if scrub:
+            self._scrub[request_id] = received_at
         if not self._nudged:  # one wake-up per batch, not per marker
             self._nudged = True
             committer = self._committer
             if committer is not None:
                 committer.nudge()
+
+    @property
+    def scrub_pending(self) -> int:
+        """Finished admits whose raw body is still to be removed from disk."""
+        return len(self._scrub)
+
+    def scrub_bodies(self) -> int:
+        """Remove the raw bodies of the admits marked ``scrub`` from disk; return how many.
+
+        Their outcome markers are made durable first, the active segment is sealed when it
+        may hold one of them, and every sealed segment written since the oldest of them was
+        received is rewritten with those bodies emptied (the admit stays, finished, so replay
+        and compaction work as before). Blocking (file I/O): run it in a thread.
+        """
+        todo = dict(self._scrub)
+        if not todo:
+            return 0
+        log = self.log
+        with self._append_lock:
+            markers = self._drain()
+            try:
+                if markers:
+                    log.append(markers)
+                log.seal()
+            except WalError:
+                self._outcomes.extendleft(reversed(markers))
+                raise
+        since = min(todo.values()) - 1.0
+        ids = set(todo)
+        done = 0
+        for path, _, _ in log.segment_ranges()[:-1]:
+            if path.stat().st_mtime < since:
+                continue
+            done += log.rewrite_segment(path, lambda p: _without_body(ids, p))
+        for rid in ids:
+            self._scrub.pop(rid, None)
+        return done
 
     def flush_outcomes(self) -> int:
         """Write queued markers now (one fsync); used at shutdown. Returns how many."""

@@ -45,6 +45,9 @@ class Lifecycle:
         self._sighup = False
         self._background: set[asyncio.Task[None]] = set()
         self._compactor: asyncio.Task[None] | None = None
+        self._scrubber: asyncio.Task[None] | None = None
+        self._wal_maintenance = asyncio.Lock()
+        """Compaction and PII body removal never touch the same segments at once."""
 
     async def start(self) -> None:
         """Open store, limiter, tenants, inbox and audit; replay pending admits; start the
@@ -75,6 +78,7 @@ class Lifecycle:
             await app.replayer.replay_startup(pending, app.sink, orphans)
             app.replayer.start()
             self._compactor = asyncio.create_task(self._compact_loop(), name="flk-wal-compact")
+            self._scrubber = asyncio.create_task(self._pii_scrub_loop(), name="flk-wal-pii")
             app.purger.start()
             self._install_sighup()
         except BaseException:
@@ -92,13 +96,37 @@ class Lifecycle:
     async def compact_wal(self) -> int:
         """Remove this worker's finished inbox segments older than WAL_RETENTION."""
         app = self.app
-        report = await asyncio.to_thread(
-            compact, app.inbox.log, retention_s=app.settings.wal_retention
-        )
+        async with self._wal_maintenance:
+            report = await asyncio.to_thread(
+                compact, app.inbox.log, retention_s=app.settings.wal_retention
+            )
         if report.removed:
             app.metrics.wal_compacted.inc(len(report.removed))
             log.info("inbox WAL compacted", extra={"count": len(report.removed)})
         return len(report.removed)
+
+    async def scrub_wal(self) -> int:
+        """Remove raw bodies that held PII under block/redact from the inbox WAL now."""
+        app = self.app
+        if not app.inbox.scrub_pending:
+            return 0
+        async with self._wal_maintenance:
+            n = await asyncio.to_thread(app.inbox.scrub_bodies)
+        if n:
+            app.metrics.pii_wal_scrubbed.inc(n)
+            log.info("PII-bearing request bodies removed from the inbox WAL", extra={"count": n})
+        return n
+
+    async def _pii_scrub_loop(self) -> None:
+        """Every PII_WAL_RETENTION / 2, so a body is gone within the retention of its outcome
+        (also the backlog a restart found in the WAL's outcome markers)."""
+        interval = max(0.1, self.app.settings.pii_wal_retention / 2)
+        while True:
+            try:
+                await self.scrub_wal()
+            except (FlkError, OSError):
+                log.error("removing PII bodies from the inbox WAL failed", exc_info=True)
+            await asyncio.sleep(interval)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         """The ASGI lifespan protocol: startup (a failure is one logged line), shutdown."""
@@ -150,11 +178,17 @@ class Lifecycle:
             with contextlib.suppress(RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
-            self._compactor = None
+        for task in (self._compactor, self._scrubber):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._compactor = self._scrubber = None
+        if app.inbox.scrub_pending:
+            try:  # a restart would finish it (the markers say so); do not leave it for that
+                await self.scrub_wal()
+            except (FlkError, OSError):
+                log.error("removing PII bodies from the inbox WAL failed", exc_info=True)
         await app.purger.close()
         await app.replayer.close()
         app.pipeline.close()

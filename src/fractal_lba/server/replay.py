@@ -50,7 +50,7 @@ class InboxSink:
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:
-            self.inbox.mark_outcome(o.request_id, o.status)
+            self.inbox.mark_outcome(o.request_id, o.status, scrub=o.scrub)
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Replayer:
             chunk = admits[start : start + CHUNK]
             replies = await asyncio.gather(*(self._one(a) for a in chunk))
             finals = [
-                Outcome(a.request_id, r.status)
+                Outcome(a.request_id, r.status, r.scrub)
                 for a, r in zip(chunk, replies, strict=True)
                 if r.final
             ]

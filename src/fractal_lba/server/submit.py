@@ -91,7 +91,9 @@ class SubmitEndpoint:
         r.extra_headers = ((b"x-request-id", adm.request_id.encode("ascii")),)
         reply = await app.pipeline.process(adm, ctx)
         if reply.final:
-            a.inbox.mark_outcome(adm.request_id, reply.status)
+            a.inbox.mark_outcome(
+                adm.request_id, reply.status, scrub=reply.scrub, received_at=adm.received_at
+            )
         else:
             app.replayer.defer(adm, app.sink)
         return reply, r

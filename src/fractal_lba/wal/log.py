@@ -25,12 +25,12 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fractal_lba import failpoints
-from fractal_lba.fsutil import PRIVATE_FILE_MODE, fsync_dir, private_dir
+from fractal_lba.fsutil import PRIVATE_FILE_MODE, atomic_write, fsync_dir, private_dir
 from fractal_lba.wal.check import SUFFIX as SUFFIX
 from fractal_lba.wal.check import (
     Damage,
@@ -408,3 +408,46 @@ class WalLog:
         path.unlink()
         if self.fsync:
             fsync_dir(self.directory)
+
+    def seal(self) -> bool:
+        """Start a new segment now if the active one holds records, so that it becomes sealed
+        (and can be rewritten or removed early); False when it holds none. The caller keeps
+        appends out meanwhile (the inbox holds its append lock)."""
+        if self._fd is None:
+            raise WalError("WAL is not open")
+        if self._next_lsn == self._seg_first:
+            return False
+        if self._repair_to is not None:
+            self.repair()
+        self._new_segment()
+        return True
+
+    def rewrite_segment(self, path: Path, transform: Callable[[bytes], bytes]) -> int:
+        """Replace sealed segment ``path`` atomically with every payload passed through
+        ``transform`` (same records, same lsns, a fresh salt); return how many changed.
+
+        The privacy gate uses it to drop raw request bodies early (SPEC section 8). A damaged
+        segment is never rewritten (that would hide the damage): ``WalCorruptError``.
+        """
+        if path == self.active_segment:
+            raise WalError("refusing to rewrite the active WAL segment")
+        data = path.read_bytes()
+        sc = read_records(data, segment_first_lsn(path))
+        if sc.end != len(data) or not sc.header_intact:
+            raise WalCorruptError(f"WAL segment {path.name} is damaged at byte {sc.end}")
+        out: list[tuple[int, bytes]] = []
+        changed = 0
+        for lsn, payload in sc.records:
+            new = transform(payload)
+            changed += new is not payload
+            out.append((lsn, new))
+        if not changed:
+            return 0
+        first = segment_first_lsn(path)
+        header = SegmentHeader.new(first, sc.header.flags if sc.header is not None else 0)
+        body = b"".join(frame_records(header, lsn, [p]) for lsn, p in out)
+        st = path.stat()
+        atomic_write(path, header.encode() + body)
+        # Keep the segment's age: compaction by WAL_RETENTION goes by its last append.
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return changed
