@@ -271,3 +271,33 @@ def test_the_serving_process_tunes_the_gc_and_the_library_does_not(tmp_path: Pat
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, True]
+
+
+def test_settings_repr_shows_no_secret_value() -> None:
+    """Keys, tokens, passwords and DSN credentials never appear in a repr (logs, tracebacks)."""
+    single = Settings.from_env(
+        {
+            "PCS_HMAC_KEYS": "hmac-s3cr3t-one,hmac-s3cr3t-two",
+            "ADMIN_TOKEN": "admin-s3cr3t-token",
+            "METRICS_USER": "ops",
+            "METRICS_PASS": "metrics-s3cr3t",
+            "REDIS_URL": "redis://:redis-s3cr3t@127.0.0.1:6379/0",
+            "POSTGRES_DSN": "postgresql://u:pg-s3cr3t@127.0.0.1/db",
+            "PII_HASH_KEY": "pii-s3cr3t",
+        }
+    )
+    multi = Settings.from_env({"MULTI_TENANT": "true", "TENANTS": "acme:hmac:tenant-s3cr3t-key"})
+    for s in (single, multi):
+        assert "s3cr3t" not in repr(s) and "s3cr3t" not in str(s)
+    assert multi.tenants is not None and b"tenant-s3cr3t-key" in multi.tenants.reveal()
+
+
+def test_only_the_settings_loader_reads_the_environment() -> None:
+    """``os.environ`` (or ``getenv``) appears in one module of the package: config."""
+    src = Path(__file__).resolve().parents[2] / "src" / "fractal_lba"
+    readers = sorted(
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if any(w in p.read_text("utf-8") for w in ("os.environ", "getenv", "import environ"))
+    )
+    assert readers == ["config/__init__.py"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from fractal_lba.config import Settings, export_to_workers
+from fractal_lba.config import BACKENDS, Settings, export_to_workers
 from fractal_lba.errors import ConfigError
 
 MULTIPROC_DIRNAME = "prometheus-multiproc"
@@ -25,7 +25,7 @@ MULTIPROC_DIRNAME = "prometheus-multiproc"
 @click.option("--data-dir", type=click.Path(path_type=Path), help="[env DATA_DIR, default ./data]")
 @click.option(
     "--dedup-backend",
-    type=click.Choice(["sqlite", "memory", "redis", "postgres"]),
+    type=click.Choice(BACKENDS),
     help="[env DEDUP_BACKEND, default sqlite]",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)

@@ -51,7 +51,8 @@ def load_tenants(settings: Settings, policy: Policy) -> list[Tenant]:
     defaults = defaults_from(settings)
     tenants: list[Tenant] = []
     if settings.tenants is not None:
-        tenants.extend(parse_tenants_env(settings.tenants, policy, defaults))
+        text = settings.tenants.reveal().decode("utf-8")
+        tenants.extend(parse_tenants_env(text, policy, defaults))
     if settings.tenants_file is not None:
         from_file = load_tenants_file(settings.tenants_file, policy, defaults)
         env_ids = {t.id for t in tenants}

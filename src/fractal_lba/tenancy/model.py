@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from fractal_lba.adversarial.vrf_gate import VrfMode
 from fractal_lba.contract import KeyRing
 from fractal_lba.policy import Policy
 from fractal_lba.privacy.policy import PiiMode, PiiSettings
 
 DEFAULT_TENANT = "default"
 
-VrfMode = Literal["enforce", "report_only"]
 __all__ = ["DEFAULT_TENANT", "PiiMode", "PiiSettings", "Tenant", "VrfMode", "VrfSettings"]
 
 

@@ -148,7 +148,7 @@ def single_tenant(settings: Settings, policy: Policy) -> tuple[Tenant, Path | No
                 "prove with it (--vrf-key @FILE) or set VRF_PUBLIC_KEY",
                 extra={"path": str(settings.local_vrf_key_path), "key_created": created},
             )
-        vrf = VrfSettings(pk, settings.vrf_mode)  # type: ignore[arg-type]
+        vrf = VrfSettings(pk, settings.vrf_mode)
     tenant = Tenant(
         min_pcs_version=settings.min_pcs_version,
         id=DEFAULT_TENANT,

@@ -14,19 +14,18 @@ startup and on every request.
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar, get_args
+from typing import Literal, get_args
 
-from fractal_lba.adversarial.vrf import VrfError
-from fractal_lba.adversarial.vrf_keys import parse_public_key
-from fractal_lba.contract import KeyFormatError, Secret, VerificationKey
+from fractal_lba.adversarial.vrf_gate import VrfMode
+from fractal_lba.config.parser import EnvParser
+from fractal_lba.config.parser import parse_duration as parse_duration
+from fractal_lba.contract import Secret
 from fractal_lba.errors import ConfigError
-from fractal_lba.privacy.policy import PII_MODES, PiiMode, check_regions
+from fractal_lba.privacy.policy import PII_MODES, PiiMode
 from fractal_lba_client.contract import PCS_VERSIONS
 
 SignAlg = Literal["hmac", "ed25519", "none"]
@@ -35,27 +34,16 @@ LimiterBackend = Literal["memory", "redis"]
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 """The dedup backend names (the one list; ``stores.factory`` is keyed by ``Backend``)."""
-SIGN_ALGS: tuple[str, ...] = ("hmac", "ed25519", "none")
-LIMITER_BACKENDS: tuple[str, ...] = ("memory", "redis")
+SIGN_ALGS: tuple[str, ...] = get_args(SignAlg)
+LIMITER_BACKENDS: tuple[str, ...] = get_args(LimiterBackend)
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-VRF_MODES: tuple[str, ...] = ("enforce", "report_only")
+VRF_MODES: tuple[str, ...] = get_args(VrfMode)
 LOCAL_HMAC_KEY_FILE = "hmac.key"
 SUPERVISOR_PID_ENV = "FLK_SUPERVISOR_PID"
 PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-_SIZE_SUFFIX = {
-    "": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3,
-}  # fmt: skip
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_DURATION_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +67,10 @@ class AuditSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuditSettings:
         """Parse the audit variables of ``env`` (default ``os.environ``); raise ConfigError."""
-        return cls._parse(_Parser(os.environ if env is None else env))
+        return cls._parse(EnvParser(os.environ if env is None else env))
 
     @classmethod
-    def _parse(cls, p: _Parser) -> AuditSettings:
+    def _parse(cls, p: EnvParser) -> AuditSettings:
         return cls(
             data_dir=p.path("DATA_DIR") or Path("data"),
             worm_base_dir=p.path("WORM_BASE_DIR"),
@@ -138,11 +126,12 @@ class Settings:
     log_level: str = "INFO"
     request_timeout: float = 5.0
     multi_tenant: bool = False
-    tenants: str | None = None
+    tenants: Secret | None = None
+    """``TENANTS="id:alg:key,..."`` as given (it holds HMAC keys: never in a repr)."""
     tenants_file: Path | None = None
     vrf_enabled: bool = False
     """Every tenant must carry a valid ECVRF proof (SPEC section 8; step 6)."""
-    vrf_mode: str = "enforce"
+    vrf_mode: VrfMode = "enforce"
     min_pcs_version: str = "0.1"
     """MIN_PCS_VERSION: oldest PCS version accepted (default of tenants that set none)."""
     """``enforce`` (401) or ``report_only``: the default of tenants that set no ``vrf.mode``."""
@@ -212,7 +201,7 @@ class Settings:
         """Parse ``env`` (default ``os.environ``) with ``overrides`` on top (command-line
         options); raise ConfigError naming the variable."""
         e = os.environ if env is None else env
-        p = _Parser({**e, **overrides} if overrides else e)
+        p = EnvParser({**e, **overrides} if overrides else e)
         sign_alg = p.choice("PCS_SIGN_ALG", SIGN_ALGS, "hmac")
         hmac_keys = p.hmac_keys()
         ed_keys = p.ed25519_keys()
@@ -259,7 +248,7 @@ class Settings:
             tenants=p.tenants(),
             tenants_file=p.path("TENANTS_FILE"),
             vrf_enabled=p.boolean("VRF_ENABLED", False),
-            vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),
+            vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),  # type: ignore[arg-type]
             min_pcs_version=p.choice("MIN_PCS_VERSION", PCS_VERSIONS, "0.1"),
             vrf_public_key=p.vrf_public_key(),
             vrf_verify_threads=p.integer("VRF_VERIFY_THREADS", 0, lo=0, hi=64),
@@ -314,14 +303,6 @@ def named_variable(name: str, env: Mapping[str, str] | None = None) -> str | Non
     return (os.environ if env is None else env).get(name)
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from ``7d``, ``12h``, ``30m``, ``45s`` or plain seconds; ValueError otherwise."""
-    m = _DURATION.match(text.strip().lower())
-    if m is None:
-        raise ValueError(f"not a duration: {text!r}")
-    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
-
-
 def check_tenancy(s: Settings) -> None:
     """Multi-tenant mode needs tenants; tenants without it would be silently ignored."""
     if s.multi_tenant and s.tenants is None and s.tenants_file is None:
@@ -357,195 +338,3 @@ def refuse_unimplemented(s: Settings) -> None:
     for name, on in wanted:
         if on:
             raise ConfigError(f"{name} is not supported by this version of the verifier yet")
-
-
-class _Parser:
-    """Strict readers of single variables; every error names the variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def text(self, name: str) -> str | None:
-        return self.raw(name)
-
-    def secret(self, name: str) -> Secret | None:
-        value = self.raw(name)
-        return None if value is None else Secret(value.encode("utf-8"))
-
-    def secret_or_file(self, name: str) -> Secret | None:
-        """``NAME`` or ``NAME_FILE`` (a file holding it, e.g. a mounted secret); not both."""
-        value = self.raw(name)
-        file_name = f"{name}_FILE"
-        path = self.raw(file_name)
-        if value is not None and path is not None:
-            raise ConfigError(f"set {name} or {file_name}, not both")
-        if path is None:
-            return None if value is None else Secret(value.encode("utf-8"))
-        try:
-            data = Path(path).read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            raise ConfigError(f"{file_name}: cannot read ({exc.strerror})") from None
-        if not data:
-            raise ConfigError(f"{file_name}: the file is empty")
-        return Secret(data)
-
-    def phone_regions(self, name: str) -> tuple[str, ...]:
-        """Comma list of region codes libphonenumber knows (``US,GB,DE``)."""
-        value = self.raw(name)
-        if value is None:
-            return ("US",)
-
-        def fail(_field: str, problem: str) -> NoReturn:
-            raise ConfigError(f"{name}: {problem}")
-
-        return check_regions(value, fail, name)
-
-    def path(self, name: str) -> Path | None:
-        value = self.raw(name)
-        return None if value is None else Path(value)
-
-    def namespace(self, name: str) -> str:
-        value = self.raw(name)
-        if value is None:
-            return "flk"
-        if not _NAMESPACE.fullmatch(value):
-            raise ConfigError(f"{name} must match [A-Za-z_][A-Za-z0-9_]{{0,47}}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        low = value.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigError(f"{name} must be a boolean (true/false/1/0/yes/no/on/off)")
-
-    def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
-        return self._convert(name, default, int, f"an integer in [{lo}, {hi}]", lo, hi)
-
-    def optional_integer(self, name: str, *, lo: int, hi: int) -> int | None:
-        if self.raw(name) is None:
-            return None
-        return self.integer(name, 0, lo=lo, hi=hi)
-
-    def number(self, name: str, default: float, *, lo: float, hi: float = math.inf) -> float:
-        bound = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
-        return self._convert(name, default, float, f"a number {bound}", lo, hi)
-
-    def _convert(
-        self, name: str, default: T, conv: Callable[[str], T], what: str, lo: float, hi: float
-    ) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            out = conv(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be {what}") from None
-        if not (isinstance(out, int | float) and math.isfinite(out) and lo <= out <= hi):
-            raise ConfigError(f"{name} must be {what}")
-        return out
-
-    def duration(self, name: str, default: float, *, positive: bool = False) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            seconds = math.nan
-        if math.isnan(seconds) or (positive and seconds <= 0):
-            what = "a positive duration" if positive else "a duration"
-            raise ConfigError(f"{name} must be {what} like 7d, 12h, 30m or 3600")
-        return seconds
-
-    def size(self, name: str, default: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        upper = value.upper()
-        digits = upper.rstrip("KMGB")
-        suffix = upper[len(digits) :]
-        if not digits.isdigit() or suffix not in _SIZE_SUFFIX:
-            raise ConfigError(f"{name} must be a byte size like 1048576, 64K, 100MB")
-        n = int(digits) * _SIZE_SUFFIX[suffix]
-        if n < 4096:
-            raise ConfigError(f"{name} must be at least 4096 bytes")
-        return n
-
-    def choice(
-        self, name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False
-    ) -> str:
-        value = self.raw(name)
-        if value is None:
-            return default
-        norm = value.upper() if upper else value.lower()
-        if norm not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}")
-        return norm
-
-    def hmac_keys(self) -> tuple[Secret, ...]:
-        """PCS_HMAC_KEYS (comma list, rotation overlap) plus PCS_HMAC_KEY; each validated."""
-        out: list[Secret] = []
-        for name in ("PCS_HMAC_KEYS", "PCS_HMAC_KEY"):
-            value = self.raw(name)
-            if value is None:
-                continue
-            parts = value.split(",") if name == "PCS_HMAC_KEYS" else [value]
-            for i, part in enumerate(parts):
-                text = part.strip()
-                try:
-                    VerificationKey.from_text("check", "hmac", text)
-                except KeyFormatError as exc:
-                    where = f"{name} entry {i + 1}" if name == "PCS_HMAC_KEYS" else name
-                    raise ConfigError(f"{where}: {exc}") from None
-                secret = Secret(text.encode("utf-8"))
-                if secret not in out:
-                    out.append(secret)
-        return tuple(out)
-
-    def ed25519_keys(self) -> tuple[str, ...]:
-        value = self.raw("PCS_ED25519_PUB_B64")
-        if value is None:
-            return ()
-        out = tuple(k.strip() for k in value.split(",") if k.strip())
-        for i, text in enumerate(out):
-            try:
-                VerificationKey.from_text("check", "ed25519", text)
-            except KeyFormatError as exc:
-                raise ConfigError(f"PCS_ED25519_PUB_B64 entry {i + 1}: {exc}") from None
-        return out
-
-    def vrf_public_key(self) -> bytes | None:
-        """VRF_PUBLIC_KEY: hex or base64 of a valid 32-byte ECVRF public key."""
-        value = self.raw("VRF_PUBLIC_KEY")
-        if value is None:
-            return None
-        try:
-            return parse_public_key(value)
-        except VrfError as exc:
-            raise ConfigError(f"VRF_PUBLIC_KEY: {exc}") from None
-
-    def tenants(self) -> str | None:
-        """Syntax check of ``TENANTS="id:alg:key,..."`` (SPEC section 6); keys not echoed."""
-        value = self.raw("TENANTS")
-        if value is None:
-            return None
-        for i, item in enumerate(value.split(",")):
-            parts = item.strip().split(":", 2)
-            if len(parts) != 3 or not parts[0] or parts[1] not in ("hmac", "ed25519"):
-                raise ConfigError(f"TENANTS entry {i + 1} must look like id:hmac|ed25519:key")
-            try:
-                VerificationKey.from_text(parts[0], parts[1], parts[2])
-            except KeyFormatError as exc:
-                raise ConfigError(f"TENANTS entry {i + 1}: {exc}") from None
-        return value
