@@ -265,3 +265,12 @@ def test_compute_signals_rejects_empty_input_and_bad_seed() -> None:
         compute_signals(PTS, np.zeros(3), [2, 4], -1)
     with pytest.raises(SignalError):
         compute_signals(PTS, np.zeros(3), [2, 4], 2**64)
+
+
+def test_coherence_of_subnormal_coordinates_is_one_bin_without_overflow() -> None:
+    """Found by the property test: a span whose ``bins / span`` overflows (subnormal
+    coordinates) is one position, so everything falls in one bin (no overflow warning)."""
+    tiny = 2.22507386e-309
+    pts = np.array([[0.0, tiny, tiny], [tiny, tiny, tiny]])
+    coh, v = coherence(pts, seed=0)
+    assert coh == 1.0 and abs(float(np.linalg.norm(v)) - 1.0) < 1e-9

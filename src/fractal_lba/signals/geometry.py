@@ -22,6 +22,7 @@ DEFAULT_BINS = 20
 _MAX_CELL = float(2**52)
 # Occupancy bitmaps are used instead of sorting when the cell grid is at most this large.
 _MAX_BITMAP = 1 << 24
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 _BLOCK_VALUES = 1 << 19
 
 
@@ -159,7 +160,9 @@ def coherence_profile(
         if not (np.isfinite(lo).all() and np.isfinite(span).all()):
             raise SignalError("point coordinates are too large to project")
         scale = np.zeros(c, dtype=np.float64)
-        nz = span > 0
+        # A span so small that bins / span overflows (subnormal coordinates) is a point
+        # cloud of one position along that direction: treated as zero span, one bin.
+        nz = span > bins / _FLOAT_MAX
         scale[nz] = bins / span[nz]
         proj -= lo[:, None]
         proj *= scale[:, None]
