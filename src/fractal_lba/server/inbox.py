@@ -28,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 
+from fractal_lba.fsutil import private_dir
 from fractal_lba.wal import GroupCommitter, Recovery, WalError, WalLockedError, WalLog, scan
 
 INBOX_PREFIX = "inbox-"
@@ -225,7 +226,7 @@ class Inbox:
 
     def open(self) -> list[Admit]:
         """Take the first free ``inbox-<i>`` directory; return its pending admits."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         i = 0
         while True:
             log = WalLog(self.root / f"{INBOX_PREFIX}{i}", max_segment_bytes=self.max_segment_bytes)

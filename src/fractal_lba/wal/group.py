@@ -124,7 +124,9 @@ class GroupCommitter(Generic[I, R]):
             batch = cast(list[tuple[I, asyncio.Future[R]]], [e for e in raw if e is not NUDGE])
             if not batch:
                 if raw:  # only nudges
-                    with contextlib.suppress(Exception):  # logged by the commit function
+                    # Nobody waits on a nudge; the commit function keeps its own state (the
+                    # inbox queues its markers again and the log records the error).
+                    with contextlib.suppress(Exception):
                         self._commit([])
                 if stopping:
                     return
