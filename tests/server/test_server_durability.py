@@ -84,6 +84,26 @@ async def test_startup_replays_admits_without_outcome(
     assert pending_admits(enumerate(encode_record(r) for r in records_of(wal_dir))) == []
 
 
+async def test_a_torn_tail_cut_at_startup_is_shown_in_ready(
+    make_harness: Make, settings_for: Callable[..., Settings]
+) -> None:
+    """Issue 10 item 2: Inbox.open used to discard the recovery report."""
+    wal_dir = settings_for().wal_root / "inbox-0"
+    crashed_admit(wal_dir, Admit("done-1", "default", time.time(), b"{}"), outcome=True)
+    with WalLog(wal_dir) as log:
+        seg = log.active_segment
+    good = seg.stat().st_size
+    with open(seg, "ab") as fh:
+        fh.write(b"\x55" * 37)  # the unfinished last write of a crash
+    async with make_harness() as h:
+        ready = (await h.client.get("/ready")).json()
+        assert ready["wal_recovery"] == {
+            "truncated_segment": seg.name,
+            "truncated_offset": good,
+            "truncated_bytes": 37,
+        }
+
+
 async def test_replay_does_not_audit_twice_what_was_audited_before_the_crash(
     make_harness: Make, settings_for: Callable[..., Settings]
 ) -> None:
