@@ -28,6 +28,8 @@ STOP = object()
 """Put on a batch queue to stop the thread that consumes it (see :func:`take_batch`)."""
 NUDGE = object()
 """Put on a group committer's queue to have ``commit`` run even with no item queued."""
+NUDGE_DELAY_S = 0.005
+"""How long a nudged writer waits for submitters before it runs ``commit([])``."""
 
 
 def take_batch(
@@ -96,6 +98,17 @@ class GroupCommitter(Generic[I, R]):
         if not self._closing:
             self._queue.put(NUDGE)
 
+    def _await_items(self) -> tuple[list[object], bool]:
+        """Items queued within ``NUDGE_DELAY_S`` (nudges dropped), and whether STOP came."""
+        try:
+            first = self._queue.get(timeout=NUDGE_DELAY_S)
+        except queue.Empty:
+            return [], False
+        more: list[object]
+        more, stop = take_batch(self._queue, self._max_batch - 1, block=False)
+        items = [e for e in (first, *more) if e is not NUDGE and e is not STOP]
+        return items, stop or first is STOP
+
     async def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""
         self._closing = True
@@ -122,6 +135,12 @@ class GroupCommitter(Generic[I, R]):
             raw, stop = take_batch(self._queue, self._max_batch, block=not stopping)
             stopping = stopping or stop
             batch = cast(list[tuple[I, asyncio.Future[R]]], [e for e in raw if e is not NUDGE])
+            if not batch and raw and not stopping:
+                # Only nudges: give submitters a moment, so that what the nudge is for rides
+                # along with their batch (no extra write) whenever there is traffic.
+                more, stop = self._await_items()
+                stopping = stopping or stop
+                batch = cast(list[tuple[I, asyncio.Future[R]]], more)
             if not batch:
                 if raw:  # only nudges
                     # Nobody waits on a nudge; the commit function keeps its own state (the
