@@ -80,3 +80,8 @@ def test_damaged_outbox_refuses_to_open_and_salvage_keeps_ack_references(tmp_pat
         # The acks (lsns 13..18) still name entries 1..6: only 7..12 are pending, and the
         # lost entry is not resurrected.
         assert [e.lsn for e in ob.pending()] == lsns[6:]
+        # The lock-free reader of `flk agent status` numbers records by their own lsn too
+        # (by position it would count the salvage gap's neighbours as pending); the lost
+        # entry's ack matches nothing, so 5 are acked.
+        stats = Outbox.read_stats(d)
+    assert (stats.pending, stats.acked, stats.oldest_pending_lsn) == (6, 5, lsns[6])

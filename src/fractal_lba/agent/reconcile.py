@@ -17,7 +17,7 @@ import msgspec
 from fractal_lba.agent.dlq import DeadLetter, DeadLetterStore
 from fractal_lba.agent.records import Entry, LegacyDeadRecord, OutboxState, format_time
 from fractal_lba.wal.log import SUFFIX
-from fractal_lba.wal.records import scan
+from fractal_lba.wal.records import read_records as wal_read_records
 
 LEGACY_DLQ_FILE = "dlq.jsonl"
 
@@ -113,9 +113,8 @@ def read_records(directory: Path) -> Iterator[tuple[int, bytes]]:
             data = seg.read_bytes()
         except FileNotFoundError:
             continue  # compacted while we listed
-        payloads, _ = scan(data)
-        for i, payload in enumerate(payloads):
-            yield first + i, payload
+        # Records carry their own lsn: after a salvage with gaps, position != lsn.
+        yield from wal_read_records(data, first).records
 
 
 def legacy_lines(directory: Path) -> list[bytes]:
