@@ -42,6 +42,11 @@ LEDGER_NAME = "anchors.log"
 class AnchorSink(Protocol):
     """Publishes a sealed segment's checkpoint; raises AuditError when it could not."""
 
+    @property
+    def name(self) -> str:
+        """Short stable name of the sink, recorded in its ``anchored`` records."""
+        ...
+
     def publish(self, note: str) -> None:
         """Make ``note`` (a signed checkpoint) durable at this sink; idempotent."""
         ...
@@ -49,7 +54,7 @@ class AnchorSink(Protocol):
 
 def sink_name(sink: AnchorSink) -> str:
     """Human name of a sink for the ``anchored`` record."""
-    return str(getattr(sink, "name", type(sink).__name__))
+    return sink.name
 
 
 class LocalAnchorFile:
