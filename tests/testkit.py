@@ -1,6 +1,6 @@
 """Test kit shared by every test package: real-service config, skip-or-fail rule, ports,
-polling, a private redis-server, a TCP proxy to cut or black-hole a backend, and a real
-small tmpfs to fill or remount (full disk, read-only disk).
+the fake clock and the polling helpers, a private redis-server, a TCP proxy to cut or
+black-hole a backend, and a real small tmpfs to fill or remount (full disk, read-only disk).
 
 Services: ``REDIS_URL`` / ``POSTGRES_DSN`` (env overrides). A test whose service is absent is
 skipped with a reason, unless ``FLK_REQUIRE_SERVICES=1`` (CI), where it fails instead.
@@ -15,12 +15,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 import redis
+
+T = TypeVar("T")
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -50,6 +53,30 @@ def free_port() -> int:
         return port
 
 
+# --- time and polling: the one copy of each --------------------------------------------------
+
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
+"""Where a :class:`FakeClock` starts unless told otherwise (a midday, far from a UTC day's
+end, so a test that advances a few hours stays on one quota day)."""
+
+
+class FakeClock:
+    """An injectable unix-seconds clock the test moves by hand: expiry, rate limits and
+    timestamps are tested by moving time, never by sleeping."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def set(self, when: datetime) -> None:
+        self.now = when.timestamp()
+
+
 def wait_until(ok: Callable[[], bool], *, timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``ok`` until true; fail at the deadline (no fixed sleeps in tests)."""
     deadline = time.monotonic() + timeout
@@ -57,6 +84,32 @@ def wait_until(ok: Callable[[], bool], *, timeout: float = 20.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         time.sleep(0.02)
+
+
+async def eventually(
+    fn: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool] | None = None,
+    *,
+    timeout: float = 20.0,
+    retry: tuple[type[BaseException], ...] = (),
+    interval: float = 0.02,
+) -> T:
+    """Await ``fn`` until its result satisfies ``ok`` (any result, without ``ok``), retrying
+    while it raises one of ``retry``; at the deadline the last such error is raised again,
+    or an AssertionError names the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = await fn()
+        except retry:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if ok is None or ok(result):
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not reached within {timeout}s; last: {result!r}")
+        await asyncio.sleep(interval)
 
 
 # --- a private redis-server the test may stop, kill and restart ---------------------------

@@ -2,3 +2,5 @@
 the verifier service that checks them. See README.md and SPEC.md."""
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -9,18 +9,9 @@ from pathlib import Path
 
 from fractal_lba.audit.entry import AuditEntry
 from fractal_lba.audit.segments import list_segments
+from testkit import FakeClock as FakeClock
 
-T0 = 1_735_732_800.0  # 2025-01-01T12:00:00Z
-
-
-class FakeClock:
-    """Settable clock (unix seconds)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+T0 = 1_735_732_800.0  # 2025-01-01T12:00:00Z: where the audit tests' clock starts
 
 
 def make_entry(i: int, *, tenant: str = "t1", pcs_id: str | None = None) -> AuditEntry:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from audit_helpers import FakeClock, make_entry, rewrite, segment_paths
+from audit_helpers import T0, FakeClock, make_entry, rewrite, segment_paths
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -106,7 +106,7 @@ async def test_kill_9_then_recover_and_verify(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_torn_tail_is_moved_aside_not_dropped(tmp_path: Path) -> None:
-    key, clock = Ed25519PrivateKey.generate(), FakeClock()
+    key, clock = Ed25519PrivateKey.generate(), FakeClock(T0)
     base = tmp_path / "worm"
     log = WormLog(
         base, signing_key=key, clock=clock, maintenance_interval=None, seal_on_close=False

@@ -3,15 +3,13 @@ real server processes, and polling with deadlines (never fixed sleeps)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Set
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +22,7 @@ from fractal_lba.stores import DedupStore, StoredOutcome
 from testkit import POSTGRES_DSN as POSTGRES_DSN
 from testkit import REDIS_URL as REDIS_URL
 from testkit import TcpProxy as TcpProxy
+from testkit import eventually as eventually
 from testkit import free_port as free_port
 from testkit import service_missing as service_missing
 from testkit import wait_until as wait_until
@@ -188,23 +187,6 @@ class ListAudit:
 
     def by_request(self, request_id: str) -> list[AuditEntry]:
         return [e for e in self.entries if e.request_id == request_id]
-
-
-# --- polling -------------------------------------------------------------------------------
-
-
-async def eventually(
-    fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, timeout: float = 20.0
-) -> T:
-    """Call ``fn`` until ``ok(result)``; fail at the deadline with the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await fn()
-        if ok(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s; last: {result!r}")
-        await asyncio.sleep(0.02)
 
 
 # --- real server processes -----------------------------------------------------------------

@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from store_helpers import FakeClock
+from store_helpers import T0, FakeClock
 
 from fractal_lba.stores import DedupStore, create_store
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

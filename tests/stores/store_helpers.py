@@ -1,6 +1,7 @@
-"""Helpers of the dedup store tests: fake clock, outcomes, polling, outage assertions.
+"""Helpers of the dedup store tests: outcomes, polling, outage assertions.
 
-Service config, ports, the private redis-server and the TCP proxy live in ``testkit``.
+Service config, ports, the fake clock, polling, the private redis-server and the TCP proxy
+live in ``testkit``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+import testkit
 from fractal_lba.stores import StoredOutcome, StoreUnavailable
 from testkit import BACKENDS as BACKENDS
 from testkit import POSTGRES_DSN as POSTGRES_DSN
 from testkit import REDIS_URL as REDIS_URL
 from testkit import SHARED_BACKENDS as SHARED_BACKENDS
+from testkit import FakeClock as FakeClock
 from testkit import PrivateRedis as PrivateRedis
 from testkit import TcpProxy as TcpProxy
 from testkit import free_port as free_port
@@ -24,18 +27,8 @@ from testkit import service_missing as service_missing
 
 T = TypeVar("T")
 
-
-class FakeClock:
-    """Injectable store clock: expiry is tested by moving time, never by sleeping."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+T0 = 1_700_000_000.0
+"""Where the store tests' clock starts."""
 
 
 def outcome(request_id: str, *, status: int = 200, created_at: float = 1.0) -> StoredOutcome:
@@ -85,14 +78,7 @@ class BatchProbe:
 
 async def eventually(fn: Callable[[], Awaitable[T]], *, timeout: float = 20.0) -> T:
     """Retry ``fn`` while it raises StoreUnavailable, up to a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await fn()
-        except StoreUnavailable:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.05)
+    return await testkit.eventually(fn, timeout=timeout, retry=(StoreUnavailable,), interval=0.05)
 
 
 async def assert_unavailable_within(

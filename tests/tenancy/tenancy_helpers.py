@@ -1,10 +1,10 @@
-"""Helpers of the tenancy tests: a settable clock, tenants files, signing per tenant."""
+"""Helpers of the tenancy tests: tenants files, signing per tenant (the clock: ``testkit``)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +12,7 @@ from server_helpers import make_pcs
 
 from fractal_lba.contract import make_signer, sign_record
 from fractal_lba.contract.keys import generate_key
-
-
-class FakeClock:
-    """Unix-seconds clock the test moves by hand (no sleeping for time to pass)."""
-
-    def __init__(self, now: float | None = None) -> None:
-        self.now = now if now is not None else datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def set(self, when: datetime) -> None:
-        self.now = when.timestamp()
+from testkit import FakeClock as FakeClock
 
 
 def hmac_key() -> str:

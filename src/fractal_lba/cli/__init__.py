@@ -14,6 +14,8 @@ import click
 from fractal_lba import __version__
 from fractal_lba.errors import FlkError
 
+__all__ = ["FlkGroup", "main"]
+
 
 class FlkGroup(click.Group):
     """Click group that turns library errors into one clear line and exit status 2."""

@@ -21,12 +21,38 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from fractal_lba.adversarial.vrf_gate import VrfMode
-from fractal_lba.config.parser import EnvParser
-from fractal_lba.config.parser import parse_duration as parse_duration
+from fractal_lba.config.parser import EnvParser, parse_duration
 from fractal_lba.contract import Secret
 from fractal_lba.errors import ConfigError
-from fractal_lba.privacy.policy import PII_MODES, PiiMode
-from fractal_lba_client.contract import PCS_VERSIONS
+from fractal_lba.privacy import policy as pii_policy
+from fractal_lba.privacy.policy import PiiMode
+from fractal_lba_client import contract as sdk_contract
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_POSTGRES_DSN",
+    "DEFAULT_REDIS_URL",
+    "LIMITER_BACKENDS",
+    "LOCAL_HMAC_KEY_FILE",
+    "LOG_LEVELS",
+    "PROMETHEUS_MULTIPROC_ENV",
+    "SIGN_ALGS",
+    "SUPERVISOR_PID_ENV",
+    "VRF_MODES",
+    "AuditSettings",
+    "Backend",
+    "EnvParser",
+    "LimiterBackend",
+    "Settings",
+    "SignAlg",
+    "check_tenancy",
+    "check_vrf",
+    "export_to_workers",
+    "failpoints_from_env",
+    "named_variable",
+    "parse_duration",
+    "refuse_unimplemented",
+]
 
 SignAlg = Literal["hmac", "ed25519", "none"]
 Backend = Literal["sqlite", "memory", "redis", "postgres"]
@@ -249,10 +275,10 @@ class Settings:
             tenants_file=p.path("TENANTS_FILE"),
             vrf_enabled=p.boolean("VRF_ENABLED", False),
             vrf_mode=p.choice("VRF_MODE", VRF_MODES, "enforce"),  # type: ignore[arg-type]
-            min_pcs_version=p.choice("MIN_PCS_VERSION", PCS_VERSIONS, "0.1"),
+            min_pcs_version=p.choice("MIN_PCS_VERSION", sdk_contract.PCS_VERSIONS, "0.1"),
             vrf_public_key=p.vrf_public_key(),
             vrf_verify_threads=p.integer("VRF_VERIFY_THREADS", 0, lo=0, hi=64),
-            pii_scan_mode=p.choice("PII_SCAN_MODE", PII_MODES, "off"),  # type: ignore[arg-type]
+            pii_scan_mode=p.choice("PII_SCAN_MODE", pii_policy.PII_MODES, "off"),  # type: ignore[arg-type]
             pii_report_only=p.boolean("PII_REPORT_ONLY", False),
             pii_phone_regions=p.phone_regions("PII_PHONE_REGIONS"),
             pii_wal_retention=p.duration("PII_WAL_RETENTION", 3600.0),

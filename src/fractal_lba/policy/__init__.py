@@ -2,6 +2,7 @@
 
 from fractal_lba.policy.errors import PolicyError
 from fractal_lba.policy.model import (
+    SEMVER,
     AnomalySettings,
     AnomalyWeights,
     Policy,
@@ -12,6 +13,7 @@ from fractal_lba.policy.model import (
 )
 
 __all__ = [
+    "SEMVER",
     "AnomalySettings",
     "AnomalyWeights",
     "Policy",

@@ -7,15 +7,22 @@ work package build on this model; today the server runs :func:`default_policy`.
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from typing import Any, Literal
 
 import msgspec
 
+from fractal_lba.canonical_json import canonical_json
 from fractal_lba.policy.errors import PolicyError
+from fractal_lba.signals import DEFAULT_PARAMS
 
 FORBIDDEN_FLAGS = frozenset({"disable_wal", "skip_signature"})
-_SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+)
+"""A semantic version (``1.2.3``, ``2.0.0-rc.1+build.7``): policy versions and pins; use
+``fullmatch``."""
+_S = DEFAULT_PARAMS
 
 
 class VerifyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -23,15 +30,17 @@ class VerifyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     tol_D: float = 0.15
     tol_coh: float = 0.05
-    alpha: float = 0.30
-    beta: float = 0.50
-    gamma: float = 0.20
-    base: float = 0.10
-    D0: float = 2.2
+    # The regime thresholds and budget weights default to the signals' (SPEC section 3), so
+    # agent and verifier agree by construction.
+    alpha: float = _S.alpha
+    beta: float = _S.beta
+    gamma: float = _S.gamma
+    base: float = _S.base
+    D0: float = _S.D0
     budget_tolerance: float = 0.01
-    sticky_coherence_min: float = 0.70
-    sticky_D_hat_max: float = 1.5
-    non_sticky_D_hat_min: float = 2.6
+    sticky_coherence_min: float = _S.sticky_coherence_min
+    sticky_D_hat_max: float = _S.sticky_D_hat_max
+    non_sticky_D_hat_min: float = _S.non_sticky_D_hat_min
     dedup_ttl: int = 14 * 86400
 
 
@@ -76,7 +85,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         """Sorted compact JSON of the policy without its signature."""
         obj: dict[str, Any] = msgspec.to_builtins(self)
         obj.pop("signature", None)
-        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return canonical_json(obj)
 
     def hash(self) -> str:
         """sha256 hex of :meth:`canonical`: the ``verify_params_hash`` in audit entries."""
@@ -85,9 +94,7 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 def validate_policy(policy: Policy) -> Policy:
     """Static validation (contract, SPEC section 8); raises PolicyError naming the field."""
-    import re
-
-    if not re.match(_SEMVER, policy.version):
+    if not SEMVER.fullmatch(policy.version):
         raise PolicyError("version", "must be a semantic version like 1.2.3")
     p = policy.params
     if not 0 <= p.tol_D <= 1:

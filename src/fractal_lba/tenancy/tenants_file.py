@@ -32,7 +32,7 @@ import yaml
 from fractal_lba.adversarial.vrf import VrfError, VrfPublicKey
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
-from fractal_lba.policy import Policy
+from fractal_lba.policy import SEMVER, Policy
 from fractal_lba.privacy.policy import PiiSettings, parse_policy
 from fractal_lba.tenancy.model import Tenant, VrfSettings
 from fractal_lba_client.contract import PCS_VERSIONS
@@ -40,9 +40,6 @@ from fractal_lba_client.contract import PCS_VERSIONS
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Tenant ids become header values, metric labels and store keys: keep them plain."""
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
-)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 
 TENANT_FIELDS = frozenset(
@@ -251,7 +248,7 @@ def parse_tenant(
     pinned: str | None = None
     if "policy_version" in obj:
         pinned = _text(w, "policy_version", obj["policy_version"])
-        if not _SEMVER.fullmatch(pinned):
+        if not SEMVER.fullmatch(pinned):
             w.fail("policy_version", "must be a semantic version like 1.2.3")
         if pinned != policy.version:
             w.fail("policy_version", f"{pinned} is not available (active: {policy.version})")

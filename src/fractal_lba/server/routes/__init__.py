@@ -18,6 +18,8 @@ from fractal_lba.server.routes import admin, audit, bench, ops
 if TYPE_CHECKING:
     from fractal_lba.server.app import VerifierApp
 
+__all__ = ["ROUTE_GROUPS", "RouteGroup", "mount"]
+
 RouteGroup = Callable[["VerifierApp"], Sequence[BaseRoute]]
 
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (ops.routes, admin.routes, audit.routes, bench.routes)
