@@ -9,7 +9,6 @@ from pathlib import Path
 
 from fractal_lba.audit.entry import AuditEntry
 from fractal_lba.audit.segments import list_segments
-from testkit import FakeClock as FakeClock
 
 T0 = 1_735_732_800.0  # 2025-01-01T12:00:00Z: where the audit tests' clock starts
 

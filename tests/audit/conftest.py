@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from audit_helpers import T0, FakeClock
+from audit_helpers import T0
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba import failpoints
 from fractal_lba.audit.worm import WormLog
+from testkit import FakeClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from audit_helpers import FakeClock, make_entry
+from audit_helpers import make_entry
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.anchors import (
@@ -22,7 +22,7 @@ from fractal_lba.audit.anchors import (
 from fractal_lba.audit.checkpoint import Checkpoint, sign_checkpoint
 from fractal_lba.audit.errors import AuditError
 from fractal_lba.audit.worm import WormLog
-from testkit import wait_until
+from testkit import FakeClock, wait_until
 
 
 def _note(key: Ed25519PrivateKey, seg: str = "2025/01/01/120000.jsonl") -> str:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from audit_helpers import T0, FakeClock, make_entry, rewrite, segment_paths
+from audit_helpers import T0, make_entry, rewrite, segment_paths
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,6 +22,7 @@ from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key
 from fractal_lba.cli import main
 from fractal_lba.contract.keys import public_b64
+from testkit import FakeClock
 
 CHILD = textwrap.dedent(
     """

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_helpers import FakeClock, lines_of, make_entry, segment_paths
+from audit_helpers import lines_of, make_entry, segment_paths
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit.anchors import read_ledger
@@ -21,6 +21,7 @@ from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.segments import encode_entry
 from fractal_lba.audit.worm import WormLog
 from fractal_lba.audit.writer import SEAL, WormWriter
+from testkit import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from audit_helpers import FakeClock, make_entry, segment_paths
+from audit_helpers import make_entry, segment_paths
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,6 +21,7 @@ from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.prune import prune
 from fractal_lba.audit.worm import WormLog
 from fractal_lba.cli import main
+from testkit import FakeClock
 
 DAY = 86400.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from audit_helpers import FakeClock, lines_of, make_entry, segment_paths
+from audit_helpers import lines_of, make_entry, segment_paths
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fractal_lba.audit import AuditLog
@@ -21,6 +21,7 @@ from fractal_lba.audit.entry import GENESIS_PREV_HASH, AuditEntry
 from fractal_lba.audit.errors import AuditError, AuditLockedError
 from fractal_lba.audit.integrity import verify_log
 from fractal_lba.audit.worm import WormLog, load_or_create_audit_key, open_worm_from_settings
+from testkit import FakeClock
 
 
 def _independent_chain(base: Path) -> list[dict[str, object]]:

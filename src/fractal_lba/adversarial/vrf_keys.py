@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -27,7 +26,7 @@ from fractal_lba.adversarial.vrf import (
     VrfPublicKey,
     public_key,
 )
-from fractal_lba.fsutil import fsync_dir
+from fractal_lba.fsutil import create_exclusive
 
 LOCAL_VRF_KEY_FILE = "vrf.key"
 
@@ -87,22 +86,8 @@ def load_or_create_secret_key(path: Path) -> tuple[bytes, bool]:
         return read_secret_key(path), False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, (secrets.token_bytes(SECRET_KEY_BYTES).hex() + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    created = True
-    try:
-        os.link(tmp, path)
-        fsync_dir(path.parent)
-    except FileExistsError:
-        created = False
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = secrets.token_bytes(SECRET_KEY_BYTES).hex() + "\n"
+    created = create_exclusive(path, text.encode("ascii"))
     return read_secret_key(path), created
 
 

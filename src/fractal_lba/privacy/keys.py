@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from fractal_lba.errors import ConfigError
-from fractal_lba.fsutil import PRIVATE_FILE_MODE, fsync_dir, private_dir
+from fractal_lba.fsutil import create_exclusive, private_dir
 from fractal_lba.privacy.findings import redaction_token
 
 KEY_FILE = "pii_hash.key"
@@ -41,20 +40,7 @@ def load_or_create_key(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
-    try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES))
-        os.fsync(fd)
-        os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if another worker won the race: use its key
-        except FileExistsError:
-            pass
-        else:
-            fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    create_exclusive(path, secrets.token_bytes(KEY_BYTES))  # another worker may win: its key
     return _read(path)
 
 

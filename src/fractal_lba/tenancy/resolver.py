@@ -4,9 +4,7 @@ the single-tenant setup from Settings."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +15,7 @@ from fractal_lba.adversarial.vrf_keys import local_public_key
 from fractal_lba.config import Settings
 from fractal_lba.contract import KeyFormatError, KeyRing, VerificationKey
 from fractal_lba.errors import ConfigError
+from fractal_lba.fsutil import create_exclusive
 from fractal_lba.policy import Policy
 from fractal_lba.tenancy.errors import MissingTenant, UnknownTenant
 from fractal_lba.tenancy.model import DEFAULT_TENANT, Tenant, VrfSettings
@@ -80,30 +79,16 @@ class MultiTenantResolver:
 def load_or_create_local_key(path: Path) -> tuple[str, bool]:
     """Read the local HMAC key file, creating it (0600, 32 random bytes) when absent.
 
-    Returns ``(key_text, created)``. Creation is atomic (temp file + ``link``), so several
-    workers starting together agree on one key.
+    Returns ``(key_text, created)``. Creation is atomic and first-wins
+    (:func:`~fractal_lba.fsutil.create_exclusive`), so workers starting together agree on one
+    key.
     """
     try:
         return path.read_text("utf-8").strip(), False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "base64:" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (text + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    created = True
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        created = False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    created = create_exclusive(path, (text + "\n").encode("ascii"))
     return path.read_text("utf-8").strip(), created
 
 
