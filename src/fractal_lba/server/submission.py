@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import msgspec
 
 from fractal_lba.adversarial.vrf_gate import VrfGate
-from fractal_lba.contract import PCS
+from fractal_lba.contract import PCS, SUPPORTED_VERSIONS
 from fractal_lba.contract.model import VERSION_ORDER
 from fractal_lba.decision import VerifyResult, signal_params
 from fractal_lba.privacy.gate import PiiGate, PiiVerdict
@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from fractal_lba.server.pipeline import Pipeline
 
 Headers = tuple[tuple[bytes, bytes], ...]
-JSON_HEADERS: Headers = ((b"content-type", b"application/json"),)
+ACCEPTED_VERSIONS_HEADER = "X-PCS-Accepted-Versions"
+"""Every answer of the submit path and ``/health`` names the PCS versions this server
+accepts (docs/api/compatibility.md), so a client can see what it may send."""
+ACCEPTED_VERSIONS = ", ".join(SUPPORTED_VERSIONS)
+JSON_HEADERS: Headers = (
+    (b"content-type", b"application/json"),
+    (ACCEPTED_VERSIONS_HEADER.lower().encode(), ACCEPTED_VERSIONS.encode()),
+)
 REPLAYED_HEADERS: Headers = (*JSON_HEADERS, (b"idempotent-replayed", b"true"))
 
 _json = msgspec.json.Encoder()

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from fractal_lba.audit import AuditError
 from fractal_lba.server.auth import basic_auth_value, metrics_denied
+from fractal_lba.server.submission import ACCEPTED_VERSIONS, ACCEPTED_VERSIONS_HEADER
 from fractal_lba.stores import StoreError
 from fractal_lba.wal import WalError
 
@@ -26,7 +27,7 @@ def routes(app: VerifierApp) -> list[BaseRoute]:
     metrics_auth = basic_auth_value(app.settings)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok"}, headers={ACCEPTED_VERSIONS_HEADER: ACCEPTED_VERSIONS})
 
     async def ready(request: Request) -> Response:
         checks: dict[str, str] = {}
