@@ -25,6 +25,7 @@ from fractal_lba.audit import AuditLog
 from fractal_lba.config import Settings
 from fractal_lba.server import routes
 from fractal_lba.server.admission import MAX_BODY, Admission, ClientGone, read_body
+from fractal_lba.server.http_errors import EXCEPTION_HANDLERS
 from fractal_lba.server.inbox import Inbox
 from fractal_lba.server.lifecycle import Lifecycle, NotStartedAudit
 from fractal_lba.server.logs import LOGGER_NAME
@@ -123,7 +124,7 @@ class VerifierApp:
             ),
         )
         self._bench_null = settings.bench_null_endpoint
-        self.cold = Starlette(routes=routes.mount(self))
+        self.cold = Starlette(routes=routes.mount(self), exception_handlers=EXCEPTION_HANDLERS)
 
     def use_audit(self, audit: AuditLog) -> None:
         """Startup: the audit log of this worker's inbox directory, for every part."""

@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     INCOMPLETE_BODY = "incomplete_body"
     MISSING_TENANT = "missing_tenant"
     INVALID_TENANTS_CONFIG = "invalid_tenants_config"
+    PII_DETECTED = "pii_detected"
     SANITY_SCALES_ORDER = "sanity:scales_order"
     SANITY_SCALES_RANGE = "sanity:scales_range"
     SANITY_NJ_MISSING = "sanity:nj_missing"
@@ -80,6 +81,7 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     # 500, 503: the server cannot answer now
     INTERNAL_ERROR = "internal_error"
+    NOT_READY = "not_ready"
     WAL_UNAVAILABLE = "wal_unavailable"
     STORE_UNAVAILABLE = "store_unavailable"
     AUDIT_UNAVAILABLE = "audit_unavailable"

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from fractal_lba.audit import AuditError, lineage_all
 from fractal_lba.server.auth import admin_denied, bearer_value
+from fractal_lba.tenancy.tenants_file import TENANT_ID
 
 if TYPE_CHECKING:
     from fractal_lba.server.app import VerifierApp
@@ -35,7 +36,17 @@ def routes(app: VerifierApp) -> list[BaseRoute]:
                 {"error": "invalid_field", "field": "pcs_id", "detail": "64 lowercase hex"},
                 status_code=400,
             )
+        if set(request.query_params) - {"tenant_id"}:
+            return JSONResponse(
+                {"error": "unknown_field", "field": "query", "detail": "only tenant_id"},
+                status_code=400,
+            )
         tenant_id = request.query_params.get("tenant_id")
+        if tenant_id is not None and not TENANT_ID.fullmatch(tenant_id):
+            return JSONResponse(
+                {"error": "invalid_field", "field": "tenant_id", "detail": "not a tenant id"},
+                status_code=400,
+            )
         try:
             entries = await asyncio.to_thread(
                 lineage_all, app.settings.audit_dir, pcs_id, tenant_id

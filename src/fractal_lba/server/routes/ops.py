@@ -17,6 +17,7 @@ from fractal_lba.server.auth import basic_auth_value, metrics_denied
 from fractal_lba.server.submission import ACCEPTED_VERSIONS, ACCEPTED_VERSIONS_HEADER
 from fractal_lba.stores import StoreError
 from fractal_lba.wal import WalError
+from fractal_lba_client import ErrorCode
 
 if TYPE_CHECKING:
     from fractal_lba.server.app import VerifierApp
@@ -62,6 +63,8 @@ def routes(app: VerifierApp) -> list[BaseRoute]:
             down.append("startup")
         if down:
             body["down"] = down
+            body["error"] = ErrorCode.NOT_READY
+            body["detail"] = "not ready: " + ", ".join(down)
             return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         return JSONResponse(body)
 
