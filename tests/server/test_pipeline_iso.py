@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fractal_lba.server.pipeline import _iso
+from fractal_lba.server.audit_record import iso_timestamp as _iso
 
 
 @given(ts=st.floats(min_value=0, max_value=4e9))

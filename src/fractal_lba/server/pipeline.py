@@ -24,16 +24,13 @@ ends with exactly one outcome and one audit entry.
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from fractal_lba.adversarial.vrf_gate import GateRunner
-from fractal_lba.audit import AuditEntry, AuditError, AuditLog
+from fractal_lba.audit import AuditError, AuditLog
 from fractal_lba.audit.entry import Outcome as AuditOutcome
 from fractal_lba.config import Settings
 from fractal_lba.contract import (
@@ -44,8 +41,9 @@ from fractal_lba.contract import (
     decode_signature,
 )
 from fractal_lba.contract.model import VERSION_ORDER, record_identity, signed_bytes
-from fractal_lba.decision import Decision, SanityRejected, VerifyResult, encode_result, evaluate
+from fractal_lba.decision import SanityRejected, VerifyResult, encode_result, evaluate
 from fractal_lba.privacy.gate import PiiVerdict
+from fractal_lba.server.audit_record import alert_note, audit_entry, noted, reason_label
 from fractal_lba.server.inbox import Admit
 from fractal_lba.server.logs import LOGGER_NAME
 from fractal_lba.server.metrics import Metrics
@@ -186,7 +184,7 @@ async def verification(p: Pipeline, s: Submission) -> Reply | None:
         return None
     result = decision.result
     s.result, s.checks = result, decision.failed_checks
-    s.note = _noted(s.note, _alert_note(decision))
+    s.note = noted(s.note, alert_note(decision))
     s.status, s.body, s.reason = result.status_code, encode_result(result), result.reason
     return None
 
@@ -218,7 +216,7 @@ async def audit_append(p: Pipeline, s: Submission) -> Reply | None:
         return reply
     status = s.status
     outcome: AuditOutcome = "accepted" if status == 200 else "escalated"
-    if not await p.record_audit(s, pcs, outcome, status, _noted(s.reason, s.note)):
+    if not await p.record_audit(s, pcs, outcome, status, noted(s.reason, s.note)):
         return p.unavailable("audit")
     p.count_result(s.ctx, result, s.checks)
     return Reply(status, s.body, reason=s.reason, pcs_id=pcs.pcs_id, scrub=_scrub(s.pii))
@@ -235,25 +233,6 @@ PIPELINE_STEPS: tuple[Step[PipelineStepFn], ...] = (
     Step("10", "audit_append", audit_append),
 )
 """Steps 3-10 in SPEC order; :meth:`Pipeline.steps_for` picks a tenant's."""
-
-
-def _iso(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds (``2026-11-28T15:31:06.123Z``), as ``datetime`` writes it
-    (microseconds rounded half-even, then truncated to milliseconds); the date-time part is
-    formatted once per second, not per request."""
-    frac, whole = math.modf(ts)  # the same split and rounding as datetime.fromtimestamp
-    us = round(frac * 1e6)
-    sec = int(whole)
-    if us >= 1_000_000:
-        sec, us = sec + 1, us - 1_000_000
-    elif us < 0:
-        sec, us = sec - 1, us + 1_000_000
-    return f"{_second(sec)}.{us // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _second(sec: int) -> str:
-    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass
@@ -359,7 +338,7 @@ class Pipeline:
                 pcs, ctx.tenant.id, ctx.tenant.policy, strict=self.settings.strict_mode,
                 params=ctx.params,
             )  # fmt: skip
-            reason, alert = decision.result.reason, _alert_note(decision)
+            reason, alert = decision.result.reason, alert_note(decision)
         except SanityRejected as exc:
             reason = exc.code
         outcome: AuditOutcome = (
@@ -369,7 +348,7 @@ class Pipeline:
             if stored.status == 202
             else "rejected"
         )
-        audit_reason = _noted(reason, s.note, alert)
+        audit_reason = noted(reason, s.note, alert)
         if not await self.record_audit(s, pcs, outcome, stored.status, audit_reason):
             return self.unavailable("audit")
         return Reply(
@@ -381,9 +360,9 @@ class Pipeline:
     ) -> Reply:
         """Answer ``status`` with ``body``, audited as ``rejected`` (``pcs``: the claimed values
         to record, None before the record parsed)."""
-        self.metrics.rejected.labels(reason=_reason_label(reason)).inc()
+        self.metrics.rejected.labels(reason=reason_label(reason)).inc()
         s.ctx.counters.rejected.inc()
-        if not await self.record_audit(s, pcs, "rejected", status, _noted(reason, s.note)):
+        if not await self.record_audit(s, pcs, "rejected", status, noted(reason, s.note)):
             return self.unavailable("audit")
         return Reply(
             status, body, reason=reason, pcs_id=pcs.pcs_id if pcs else None, scrub=_scrub(s.pii)
@@ -402,35 +381,13 @@ class Pipeline:
         With a PII verdict the entry carries the gate's copy of ``shard_id`` (keyed tokens in
         place of found values) and its ``pii`` note; a found value never enters an entry.
         """
-        ctx, adm, pii = s.ctx, s.adm, s.pii
-        policy = ctx.tenant.policy
-        shard_id = None
-        if pcs is not None and status != 401:  # a forger's claims never enter the lineage
-            shard_id = pcs.shard_id if pii is None else pii.shard_id
-        entry = AuditEntry(
-            timestamp=_iso(self.clock()),
-            pcs_id=pcs.pcs_id if pcs else pii.pcs_id if pii else None,
-            tenant_id=ctx.tenant.id,
-            merkle_root=pcs.merkle_root if pcs else None,
-            D_hat=pcs.D_hat if pcs else None,
-            coh_star=pcs.coh_star if pcs else None,
-            r=pcs.r if pcs else None,
-            budget=pcs.budget if pcs else None,
-            regime=pcs.regime if pcs else None,
-            verify_outcome=outcome,
-            reason=reason,
-            status=status,
-            verify_params_hash=ctx.policy_hash,
-            policy_version=policy.version,
-            region_id=self.settings.region_id,
-            request_id=adm.request_id,
-            shard_id=shard_id,
-            pii=None if pii is None else pii.note(),
+        entry = audit_entry(
+            s, pcs, outcome, status, reason, now=self.clock(), region_id=self.settings.region_id
         )
         try:
             await self.audit.append(entry)
         except AuditError:
-            log.error("audit append failed", extra={"request_id": adm.request_id}, exc_info=True)
+            log.error("audit append failed", extra={"request_id": s.adm.request_id}, exc_info=True)
             return False
         return True
 
@@ -465,36 +422,5 @@ class Pipeline:
             m.escalated.inc()
 
 
-_REASON_LABELS = frozenset(
-    {
-        "malformed_json", "invalid_number", "invalid_field", "missing_field", "unknown_field",
-        "unknown_schema", "unsupported_version", "pcs_id_mismatch", "invalid_pcs",
-        "schema_version_mismatch", "signature_invalid", "duplicate_key", "pii_detected",
-        "version_below_minimum",
-    }
-)  # fmt: skip
-
-
-def _reason_label(reason: str | None) -> str:
-    """Bounded label values: unknown codes collapse to ``other`` (no cardinality blow-up)."""
-    if reason is None:
-        return "other"
-    if reason in _REASON_LABELS or reason.startswith(("sanity:", "vrf_invalid:")):
-        return reason
-    return "other"
-
-
 def _scrub(pii: PiiVerdict | None) -> bool:
     return pii is not None and pii.scrub_wal
-
-
-def _noted(reason: str | None, *notes: str | None) -> str | None:
-    """The audit reason with notes appended: a report-only VRF failure, an anomaly alert
-    (``regime_mismatch;vrf_invalid:seed_mismatch;anomaly_alert``)."""
-    parts = [p for p in (reason, *notes) if p is not None]
-    return ";".join(parts) if parts else None
-
-
-def _alert_note(decision: Decision) -> str | None:
-    """``anomaly_alert`` when the score reached the alert threshold without deciding."""
-    return "anomaly_alert" if decision.alert and decision.result.reason != "anomaly" else None
